@@ -1,0 +1,1 @@
+"""kafka-sse-bridge: Kafka topics to browsers as Server-Sent Events."""

@@ -1,0 +1,102 @@
+"""HTTP routes and the application's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bridge import cursor as cursors
+from bridge.config import Settings
+from bridge.hub import Hub
+from bridge.source import KafkaSource
+from bridge.stream import EventStream
+
+
+def error_response(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return ORJSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=settings.type_header)
+    source = KafkaSource(settings, hub)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        source.start()
+        try:
+            yield
+        finally:
+            await source.stop()
+
+    app = FastAPI(title="kafka-sse-bridge", lifespan=lifespan, default_response_class=ORJSONResponse)
+    app.state.hub = hub
+    app.state.source = source
+    index_page = resources.files("bridge").joinpath("static/index.html").read_text()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return error_response(error.status_code, "http_error", str(error.detail), headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        return error_response(400, "bad_request", f"{where}: {problem['msg']}")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(index_page)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "Kafka unreachable or topics not yet assigned"}})
+    async def readyz() -> JSONResponse:
+        body = {"ready": source.ready, "kafka_reachable": source.reachable, "assigned": source.assigned}
+        return ORJSONResponse(body, status_code=200 if source.ready else 503)
+
+    @app.get("/topics")
+    async def topics() -> dict[str, list[dict[str, object]]]:
+        """The served topics, with the bridge's current position in each partition."""
+        served = [{"topic": name, "partitions": len(channel.position), "position": channel.position}
+                  for name, channel in sorted(hub.channels.items())]  # fmt: skip
+        return {"topics": served}
+
+    @app.get(
+        "/sse/{topic}",
+        response_class=EventStream,
+        response_model=None,
+        responses={200: {"content": {"text/event-stream": {}}}, 400: {}, 404: {}, 503: {}},
+    )
+    async def stream(
+        topic: str,
+        last_event_id: Annotated[str | None, Header(max_length=cursors.MAX_CURSOR_LENGTH)] = None,
+        last_event_id_query: Annotated[
+            str | None, Query(alias="lastEventId", max_length=cursors.MAX_CURSOR_LENGTH)
+        ] = None,
+    ) -> EventStream | JSONResponse:
+        """The topic's records as Server-Sent Events, resuming after the
+        ``Last-Event-ID`` header (or ``lastEventId`` query parameter)."""
+        channel = hub.channels.get(topic)
+        if channel is None:
+            if not source.assigned:
+                return error_response(503, "not_ready", "the bridge has not reached Kafka yet", {"Retry-After": "2"})
+            return error_response(404, "unknown_topic", f"topic {topic!r} is not served by this bridge")
+        # An empty id is what a browser that saw no event yet may send: no cursor.
+        raw_id = last_event_id or last_event_id_query
+        try:
+            cursor = cursors.parse(raw_id) if raw_id else None
+        except cursors.CursorError as error:
+            return error_response(400, "bad_event_id", str(error))
+        return EventStream(channel, cursor, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
+                           retry_ms=settings.retry_ms)  # fmt: skip
+
+    return app

@@ -1,0 +1,120 @@
+"""Settings: built-in defaults, then the config file, then ``BRIDGE_*``
+environment variables, then command-line flags, each overriding the last.
+
+Every field here is a command-line flag (``ring_records`` → ``--ring-records``),
+an environment variable (``BRIDGE_RING_RECORDS``) and a key of the TOML config
+file (``ring_records``). ``config/bridge.toml`` is the commented default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "BRIDGE_"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line naming it."""
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    bootstrap_servers: Annotated[list[str], NoDecode] = Field(
+        default=["127.0.0.1:9092"], min_length=1, description="Kafka brokers to start from, HOST:PORT[,HOST:PORT]"
+    )
+    topics: Annotated[list[str], NoDecode] = Field(
+        default=["*"], min_length=1,
+        description="topics to serve: names or glob patterns, PATTERN[,PATTERN]; internal topics (__*) never are",
+    )  # fmt: skip
+    host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on")
+    ring_records: int = Field(default=10_000, ge=0, description="records per topic kept for resume from memory")
+    ring_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0, description="bytes of encoded events per topic kept for resume from memory"
+    )
+    outbox_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024,
+        description="bytes a client may fall behind before it is disconnected (it resumes from its last id)",
+    )  # fmt: skip
+    heartbeat: float = Field(default=15.0, gt=0, le=3600, description="seconds of silence before a heartbeat comment")
+    retry_ms: int = Field(default=2000, ge=0, le=3_600_000, description="reconnection delay the browser is told, ms")
+    type_header: str | None = Field(
+        default="event-type", min_length=1, description="record header whose value becomes the SSE event type"
+    )
+    metadata_interval: float = Field(
+        default=5.0, gt=0, le=3600, description="seconds between looks for new topics and partitions"
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info", description="log level")
+
+    _split_lists = field_validator("bootstrap_servers", "topics", mode="before")(_comma_list)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdecimal() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not HOST:PORT")
+        return servers
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    def serves(self, topic: str) -> bool:
+        return not topic.startswith("__") and any(fnmatchcase(topic, pattern) for pattern in self.topics)
+
+
+def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Settings from every source, or ConfigError with one readable line."""
+    settings_cls: type[Settings] = Settings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {str(config_file)!r} does not exist")
+        try:
+            tomllib.loads(config_file.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config file {str(config_file)!r} is not valid TOML: {error}") from None
+        config = SettingsConfigDict(**Settings.model_config)
+        config["toml_file"] = config_file
+        settings_cls = type("Settings", (Settings,), {"model_config": config})
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "settings"
+    field = name.split(".")[0]
+    where = f"--{field.replace('_', '-')} / {ENV_PREFIX}{field.upper()} / '{field}' in the config file"
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {name!r}"
+    return f"invalid setting {name} ({where}): {first['msg']}, got {first['input']!r}"

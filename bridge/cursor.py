@@ -1,0 +1,53 @@
+"""Event ids are Kafka cursors.
+
+A cursor is, for every partition of a topic, the offset of the next record a
+client has not seen yet. It is written as those offsets in partition order,
+joined by dots: ``120.98.77`` means partition 0 resumes at offset 120,
+partition 1 at 98 and partition 2 at 77. Because it is made of Kafka offsets it
+means the same on every replica and after any restart.
+
+A cursor with fewer offsets than the topic has partitions means "from the
+beginning" for the missing ones (a partition added after the id was issued).
+
+The characters ``~`` and ``,`` are reserved for cursors that cover several
+topics (a later extension); a single-topic id never contains them, so ids
+issued today stay valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+MAX_CURSOR_LENGTH = 8192
+MAX_OFFSET_DIGITS = 19  # Kafka offsets are signed 64-bit integers
+
+
+class CursorError(ValueError):
+    """A Last-Event-ID that is not a cursor this bridge could have issued."""
+
+
+def encode(offsets: Sequence[int]) -> str:
+    return ".".join(map(str, offsets))
+
+
+def parse(text: str) -> tuple[int, ...]:
+    if not text:
+        raise CursorError("the event id is empty")
+    if len(text) > MAX_CURSOR_LENGTH:
+        raise CursorError(f"the event id is longer than {MAX_CURSOR_LENGTH} characters")
+    offsets = []
+    for part in text.split("."):
+        # isdecimal() also accepts non-ASCII digits; ids are ASCII only
+        if not (part.isascii() and part.isdecimal()) or len(part) > MAX_OFFSET_DIGITS:
+            raise CursorError(f"the event id {_shorten(text)!r} is not a list of offsets joined by '.'")
+        offsets.append(int(part))
+    return tuple(offsets)
+
+
+def offset_for(cursor: Sequence[int], partition: int) -> int:
+    """The cursor's next offset for ``partition``; 0 where the cursor predates it."""
+    return cursor[partition] if partition < len(cursor) else 0
+
+
+def _shorten(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,218 @@
+"""A single-node Apache Kafka broker on loopback, for the local run and the tests.
+
+The broker is the official Apache Kafka (KRaft, combined broker + controller)
+started from the jars Maven resolves from Maven Central. The jars are cached
+outside the repository, so only the first start downloads anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+KAFKA_VERSION = "4.3.1"
+LOG4J_VERSION = "2.24.3"
+
+_POM = f"""<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.kafka-sse-bridge</groupId>
+  <artifactId>kafka-broker-jars</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>{KAFKA_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>{LOG4J_VERSION}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+# Broker logs go to a file in the work directory, warnings and up only.
+_LOG4J2 = """status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/broker.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+"""
+
+
+class KafkaStartError(RuntimeError):
+    """The local broker could not be fetched, formatted or started."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "kafka-sse-bridge" / f"kafka-{KAFKA_VERSION}"
+
+
+def ensure_jars() -> Path:
+    """Return the folder of the broker's jars, resolving them with Maven once."""
+    libs = cache_dir() / "libs"
+    done = cache_dir() / "libs.complete"
+    if done.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise KafkaStartError("Maven (mvn) is needed to fetch the Kafka jars; install it")
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    pom = cache_dir() / "pom.xml"
+    pom.write_text(_POM)
+    command = [
+        "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+        f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise KafkaStartError(f"mvn could not fetch the Kafka jars:\n{result.stdout}{result.stderr}")
+    done.touch()
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+class LocalKafka:
+    """One broker process. ``start`` formats its storage the first time only, so
+    ``stop`` (or ``kill``) followed by ``start`` is a broker restart that keeps
+    its data and its ports."""
+
+    def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-sse-bridge-kafka-"))
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _java(self, libs: Path, *args: str, jvm_options: tuple[str, ...] = ()) -> list[str]:
+        log_options = [f"-Dkafka.logs.dir={self.workdir}", f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"]
+        return ["java", *jvm_options, *log_options, "-cp", f"{libs}/*", *args]
+
+    def _configure(self, libs: Path) -> Path:
+        properties = self.workdir / "server.properties"
+        if properties.exists():
+            return properties
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "log4j2.properties").write_text(_LOG4J2)
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.workdir / "data"),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+        }
+        properties.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+        cluster_id = subprocess.run(
+            self._java(libs, "kafka.tools.StorageTool", "random-uuid"),
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        formatted = subprocess.run(
+            self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if formatted.returncode != 0:
+            raise KafkaStartError(f"formatting Kafka storage failed:\n{formatted.stdout}{formatted.stderr}")
+        return properties
+
+    def start(self, timeout: float = 60.0) -> None:
+        libs = ensure_jars()
+        properties = self._configure(libs)
+        with open(self.workdir / "stdout.log", "ab") as out:
+            self.process = subprocess.Popen(
+                self._java(libs, "kafka.Kafka", str(properties), jvm_options=("-Xmx768m", "-XX:+UseSerialGC")),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        asyncio.run(self._wait_ready(timeout))
+
+    async def _wait_ready(self, timeout: float) -> None:
+        """Wait for a real metadata answer that names this broker, not only an open port."""
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise KafkaStartError(f"Kafka exited with {self.process.returncode}; see {self.workdir}/broker.log")
+            if not _port_open(self.port):
+                await asyncio.sleep(0.2)
+                continue
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000)
+            try:
+                await admin.start()
+                cluster = await admin.describe_cluster()
+                if cluster.get("brokers") and cluster.get("controller_id", -1) >= 0:
+                    return
+            except Exception as error:  # the broker is still coming up
+                last_error = error
+            finally:
+                await admin.close()
+            await asyncio.sleep(0.3)
+        self.kill()
+        raise KafkaStartError(f"Kafka did not become ready in {timeout:.0f} s: {last_error}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; ``start`` brings the same broker back."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,56 @@
+"""The Server-Sent Events wire format: pure functions that return bytes.
+
+A record's value is arbitrary bytes, so framing must hold whatever it holds:
+values are split into ``data:`` lines on CR, LF and CRLF (the three line ends
+the SSE parser knows), so a value can never start a new field or event.
+``id`` and ``event`` are ours, not the record's: CR, LF or NUL in them is a
+bug and raises instead of being cleaned (CWE-93, field injection).
+"""
+
+from __future__ import annotations
+
+import re
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_FORBIDDEN_IN_FIELD = re.compile(r"[\r\n\x00]")
+
+
+class FramingError(ValueError):
+    """An id, event type or comment would break the stream's framing."""
+
+
+def _check_field(name: str, value: str) -> bytes:
+    if _FORBIDDEN_IN_FIELD.search(value):
+        raise FramingError(f"SSE {name} must not contain CR, LF or NUL: {value!r}")
+    return value.encode()
+
+
+def format_event(*, data: bytes, event: str | None = None, id: str | None = None) -> bytes:
+    """One complete event, ending with its blank line.
+
+    ``data`` is sent as is, line by line; an empty ``data`` is one empty
+    ``data:`` line, which a browser delivers as an event with data ``""``.
+    """
+    parts: list[bytes] = []
+    if id is not None:
+        parts.append(b"id: " + _check_field("id", id) + b"\n")
+    if event is not None:
+        parts.append(b"event: " + _check_field("event", event) + b"\n")
+    if _LINE_END.search(data) is None:
+        parts.append(b"data: " + data + b"\n")
+    else:
+        parts.extend(b"data: " + line + b"\n" for line in _LINE_END.split(data))
+    parts.append(b"\n")
+    return b"".join(parts)
+
+
+def format_comment(text: str = "") -> bytes:
+    """A comment line plus a blank line: ignored by clients, keeps proxies and
+    idle-timeouts from closing the connection."""
+    return b": " + _check_field("comment", text) + b"\n\n" if text else b":\n\n"
+
+
+def format_retry(milliseconds: int) -> bytes:
+    if milliseconds < 0:
+        raise FramingError("SSE retry must not be negative")
+    return b"retry: %d\n\n" % milliseconds

@@ -1,0 +1,91 @@
+"""One SSE connection, as an ASGI response.
+
+A connection is a race of two small tasks, the first to finish ends it:
+
+- the writer takes whatever the subscriber's outbox holds and writes it in
+  one ``send``, or a heartbeat comment after ``heartbeat`` idle seconds;
+- the listener waits for the client to go away (``http.disconnect``; after a
+  disconnect uvicorn's ``send`` returns silently, only ``receive`` tells).
+
+The hub may also close the subscriber: for being slow (its outbox passed its
+bound, and the writer may be stuck in ``send`` on a full TCP window, so it is
+cancelled and the connection dropped) or for a shutdown (the stream ends
+cleanly and the browser reconnects elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from bridge import sse
+from bridge.hub import Channel, CloseReason, Subscriber
+
+HEARTBEAT = sse.format_comment()
+HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class SlowClientDisconnect(Exception):
+    """Raised to make the server drop a connection whose client fell too far
+    behind; uvicorn closes the transport, and ``server`` keeps it out of the
+    error log."""
+
+
+class EventStream(Response):
+    """Not a body to render but a live stream; a Response subclass only so the
+    framework hands it the connection as it is."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, channel: Channel, cursor: Sequence[int] | None, *, outbox_bytes: int, heartbeat: float,
+                 retry_ms: int) -> None:  # fmt: skip
+        self.status_code = 200
+        self.background = None
+        self.channel = channel
+        self.cursor = cursor
+        self.outbox_bytes = outbox_bytes
+        self.heartbeat = heartbeat
+        self.preamble = sse.format_retry(retry_ms) + sse.format_comment("kafka-sse-bridge")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        subscriber = Subscriber(self.outbox_bytes)
+        self.channel.subscribe(subscriber, self.cursor)
+        writer = listener = None
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
+            await send({"type": "http.response.body", "body": self.preamble, "more_body": True})
+            writer = asyncio.create_task(self._write(send, subscriber))
+            listener = asyncio.create_task(_wait_for_disconnect(receive))
+            await asyncio.wait((writer, listener, subscriber.closed), return_when=asyncio.FIRST_COMPLETED)
+            if listener.done():
+                subscriber.close(CloseReason.CLIENT_LEFT)
+            elif writer.done():
+                writer.result()  # the writer only ends by failing: let that surface
+        finally:
+            self.channel.unsubscribe(subscriber)
+            for task in (writer, listener):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        if subscriber.reason is CloseReason.SLOW:
+            raise SlowClientDisconnect
+        if subscriber.reason is CloseReason.SHUTDOWN:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _write(self, send: Send, subscriber: Subscriber) -> None:
+        while (data := await subscriber.take(self.heartbeat)) is not None:
+            await send({"type": "http.response.body", "body": data or HEARTBEAT, "more_body": True})
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
