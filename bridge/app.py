@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated
 
+import orjson
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, ORJSONResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bridge import cursor as cursors
@@ -19,8 +20,15 @@ from bridge.source import KafkaSource
 from bridge.stream import EventStream
 
 
-def error_response(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return ORJSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> JSON:
+    return JSON({"error": error, "message": message}, status_code=status, headers=headers)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -35,17 +43,17 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await source.stop()
 
-    app = FastAPI(title="kafka-sse-bridge", lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(title="kafka-sse-bridge", lifespan=lifespan, default_response_class=JSON)
     app.state.hub = hub
     app.state.source = source
     index_page = resources.files("bridge").joinpath("static/index.html").read_text()
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSON:
         return error_response(error.status_code, "http_error", str(error.detail), headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, error: RequestValidationError) -> JSON:
         problem = error.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])
         return error_response(400, "bad_request", f"{where}: {problem['msg']}")
@@ -59,9 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", responses={503: {"description": "Kafka unreachable or topics not yet assigned"}})
-    async def readyz() -> JSONResponse:
+    async def readyz() -> JSON:
         body = {"ready": source.ready, "kafka_reachable": source.reachable, "assigned": source.assigned}
-        return ORJSONResponse(body, status_code=200 if source.ready else 503)
+        return JSON(body, status_code=200 if source.ready else 503)
 
     @app.get("/topics")
     async def topics() -> dict[str, list[dict[str, object]]]:
@@ -82,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         last_event_id_query: Annotated[
             str | None, Query(alias="lastEventId", max_length=cursors.MAX_CURSOR_LENGTH)
         ] = None,
-    ) -> EventStream | JSONResponse:
+    ) -> EventStream | JSON:
         """The topic's records as Server-Sent Events, resuming after the
         ``Last-Event-ID`` header (or ``lastEventId`` query parameter)."""
         channel = hub.channels.get(topic)

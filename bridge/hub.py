@@ -54,7 +54,8 @@ class Subscriber:
     def push(self, chunk: bytes) -> None:
         if self.reason is not None:
             return
-        if self._size + len(chunk) > self.limit:
+        # An empty outbox is not behind, however large the batch handed to it.
+        if self._chunks and self._size + len(chunk) > self.limit:
             self.close(CloseReason.SLOW)
             return
         self._chunks.append(chunk)

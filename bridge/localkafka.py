@@ -8,6 +8,7 @@ outside the repository, so only the first start downloads anything.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shutil
 import signal
@@ -94,6 +95,12 @@ def free_port() -> int:
         return port
 
 
+def _die_with_parent() -> None:
+    """A broker must not outlive the run that started it, even one killed hard."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _port_open(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -146,6 +153,7 @@ class LocalKafka:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
+            "message.max.bytes": str(8 * 1024 * 1024),
         }
         properties.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
         cluster_id = subprocess.run(
@@ -166,7 +174,7 @@ class LocalKafka:
         with open(self.workdir / "stdout.log", "ab") as out:
             self.process = subprocess.Popen(
                 self._java(libs, "kafka.Kafka", str(properties), jvm_options=("-Xmx768m", "-XX:+UseSerialGC")),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         asyncio.run(self._wait_ready(timeout))
 

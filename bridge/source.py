@@ -36,12 +36,6 @@ class KafkaSource:
     def __init__(self, settings: Settings, hub: Hub) -> None:
         self._settings = settings
         self._hub = hub
-        servers = ",".join(settings.bootstrap_servers)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        )  # fmt: skip
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=servers)
         self._task: asyncio.Task[None] | None = None
         self.assigned = False  # the first discovery is done: served topics are known
         self.reachable = False  # the last metadata request was answered
@@ -51,6 +45,14 @@ class KafkaSource:
         return self.assigned and self.reachable
 
     def start(self) -> None:
+        """Begin reading in a background task; aiokafka's clients must be made
+        on the running loop."""
+        servers = ",".join(self._settings.bootstrap_servers)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )  # fmt: skip
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=servers)
         self._task = asyncio.create_task(self._run(), name="kafka-source")
 
     async def stop(self) -> None:

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from bridge.localkafka import LocalKafka
+from tests.support.bridgeproc import BridgeProcess
+from tests.support.cluster import Cluster, unique_topic
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[LocalKafka]:
+    broker = LocalKafka()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.remove()
+
+
+@pytest.fixture
+def cluster(kafka: LocalKafka) -> Cluster:
+    return Cluster(kafka.bootstrap_servers)
+
+
+@pytest.fixture
+async def topic(cluster: Cluster) -> str:
+    """A new three-partition topic, served by any bridge the test starts."""
+    return await cluster.create_topic(unique_topic(), partitions=3)
+
+
+@pytest.fixture
+async def start_bridge(kafka: LocalKafka) -> AsyncIterator[Callable[..., Any]]:
+    """Start bridge processes with extra flags; every one is stopped after the test."""
+    started: list[BridgeProcess] = []
+
+    async def start(**flags: str) -> BridgeProcess:
+        bridge = BridgeProcess(kafka.bootstrap_servers, {name.replace("_", "-"): value for name, value in flags.items()})
+        started.append(bridge)
+        await bridge.start()
+        return bridge
+
+    yield start
+    for bridge in started:
+        if bridge.process is not None:
+            bridge.stop()
+
+
+@pytest.fixture
+async def bridge(start_bridge: Callable[..., Any], topic: str) -> BridgeProcess:
+    """A bridge with default settings that already serves ``topic``."""
+    process: BridgeProcess = await start_bridge()
+    await process.wait_for_topic(topic, 3)
+    return process

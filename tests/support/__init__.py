@@ -1,0 +1,1 @@
+"""Helpers shared by the test layers: a strict SSE parser, a Kafka broker, a bridge process."""

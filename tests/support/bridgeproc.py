@@ -1,0 +1,133 @@
+"""The bridge as users run it: the console script, in its own process, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bridge.localkafka import free_port
+from tests.support.sseparse import Event, Parser
+
+
+@dataclass
+class BridgeProcess:
+    bootstrap_servers: str
+    flags: Mapping[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(prefix="bridge-", suffix=".log")[1]))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        options = {"bootstrap-servers": self.bootstrap_servers, "topics": "test-*", "host": "127.0.0.1",
+                   "port": str(self.port), "heartbeat": "1", "metadata-interval": "0.3", **self.flags}  # fmt: skip
+        return ["kafka-sse-bridge", "serve", *[part for name, value in options.items() for part in (f"--{name}", value)]]
+
+    async def start(self, timeout: float = 30.0) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"bridge exited with {self.process.returncode}:\n{self.log()}")
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"bridge not ready in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        return code
+
+    async def wait_for_topic(self, topic: str, partitions: int = 1, timeout: float = 15.0) -> None:
+        """Until the bridge serves ``topic`` with at least ``partitions`` partitions."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            while time.monotonic() < deadline:
+                served = {entry["topic"]: entry["partitions"] for entry in (await client.get("/topics")).json()["topics"]}
+                if served.get(topic, 0) >= partitions:
+                    return
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"bridge does not serve {topic} with {partitions} partition(s)")
+
+
+class Stream:
+    """An open SSE response, read by a background task with the strict parser.
+
+    Waiting for an event never cancels the read itself (cancelling httpx's
+    byte iterator mid-read leaves the response unable to close)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.parser = Parser()
+        self._events: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for chunk in self.response.aiter_raw():
+                for event in self.parser.feed(chunk):
+                    self._events.put_nowait(event)
+            self._events.put_nowait(EOFError("the server ended the stream"))
+        except httpx.HTTPError as error:
+            self._events.put_nowait(error)
+
+    async def next_event(self, timeout: float = 10.0) -> Event:
+        item = await asyncio.wait_for(self._events.get(), timeout)
+        if isinstance(item, BaseException):
+            self._events.put_nowait(item)
+            raise item
+        return item
+
+    async def events(self, count: int, timeout: float = 20.0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        return [await self.next_event(max(0.01, deadline - time.monotonic())) for _ in range(count)]
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+@asynccontextmanager
+async def open_stream(url: str, topic: str, last_event_id: str | None = None,
+                      query: Mapping[str, str] | None = None) -> AsyncIterator[Stream]:  # fmt: skip
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0, read=None)) as client:
+        async with client.stream("GET", f"/sse/{topic}", headers=headers, params=query) as response:
+            assert response.status_code == 200, await response.aread()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            stream = Stream(response)
+            try:
+                yield stream
+            finally:
+                await stream.close()

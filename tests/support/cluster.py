@@ -1,0 +1,63 @@
+"""Talking to the test broker: topics, producing, and the broker itself."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+
+TOPIC_PREFIX = "test-"
+
+
+def unique_topic(label: str = "t") -> str:
+    return f"{TOPIC_PREFIX}{label}-{uuid.uuid4().hex[:10]}"
+
+
+class Cluster:
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+
+    async def create_topic(self, name: str, partitions: int = 3) -> str:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        finally:
+            await admin.close()
+        return name
+
+    async def add_partitions(self, name: str, total: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_partitions({name: NewPartitions(total_count=total)})
+        finally:
+            await admin.close()
+
+    async def produce(
+        self,
+        topic: str,
+        values: Iterable[bytes | None],
+        *,
+        partition_of: Sequence[int] | None = None,
+        partitions: int = 3,
+        compression: str | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> list[tuple[int, int]]:
+        """Send values (round robin over ``partitions`` unless ``partition_of``
+        says), wait for every ack, return each record's (partition, offset)."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, compression_type=compression,
+                                    linger_ms=5, max_request_size=8 * 1024 * 1024)  # fmt: skip
+        await producer.start()
+        try:
+            futures = []
+            for index, value in enumerate(values):
+                partition = partition_of[index] if partition_of is not None else index % partitions
+                key = str(index).encode()  # tombstones need a key
+                futures.append(await producer.send(topic, value, key=key, partition=partition, headers=list(headers) or None))
+            await producer.flush()
+            return [((metadata := await future).partition, metadata.offset) for future in futures]
+        finally:
+            await producer.stop()
