@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated
@@ -27,7 +27,7 @@ class JSON(Response):
         return orjson.dumps(content)
 
 
-def error_response(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> JSON:
+def error_response(status: int, error: str, message: str, headers: Mapping[str, str] | None = None) -> JSON:
     return JSON({"error": error, "message": message}, status_code=status, headers=headers)
 
 

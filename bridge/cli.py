@@ -77,8 +77,13 @@ def _dev(host: str, port: int) -> int:
     kafka.start()
     try:
         settings = load_settings(
-            {"bootstrap_servers": kafka.bootstrap_servers, "topics": "demo.*", "host": host, "port": port,
-             "metadata_interval": 1.0}  # fmt: skip
+            {
+                "bootstrap_servers": kafka.bootstrap_servers,
+                "topics": "demo.*",
+                "host": host,
+                "port": port,
+                "metadata_interval": 1.0,
+            }
         )
         uvloop.run(_run_dev(settings, kafka.bootstrap_servers))
     finally:
@@ -91,7 +96,7 @@ async def _run_dev(settings: Settings, bootstrap_servers: str) -> None:
     bridge = server.build_server(settings)
     producer = asyncio.create_task(demo.produce_forever(bootstrap_servers))
     serving = asyncio.create_task(bridge.serve())
-    while not bridge.started and not serving.done():
+    while not bridge.started and not serving.done():  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
         await asyncio.sleep(0.1)
     if bridge.started:
         print(f"\n{PROG} dev: open http://{settings.host}:{settings.port}/ to watch demo.sensors and demo.orders live"

@@ -125,7 +125,10 @@ class LocalKafka:
         return f"127.0.0.1:{self.port}"
 
     def _java(self, libs: Path, *args: str, jvm_options: tuple[str, ...] = ()) -> list[str]:
-        log_options = [f"-Dkafka.logs.dir={self.workdir}", f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"]
+        log_options = [
+            f"-Dkafka.logs.dir={self.workdir}",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+        ]
         return ["java", *jvm_options, *log_options, "-cp", f"{libs}/*", *args]
 
     def _configure(self, libs: Path) -> Path:

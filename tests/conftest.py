@@ -37,7 +37,9 @@ async def start_bridge(kafka: LocalKafka) -> AsyncIterator[Callable[..., Any]]:
     started: list[BridgeProcess] = []
 
     async def start(**flags: str) -> BridgeProcess:
-        bridge = BridgeProcess(kafka.bootstrap_servers, {name.replace("_", "-"): value for name, value in flags.items()})
+        bridge = BridgeProcess(
+            kafka.bootstrap_servers, {name.replace("_", "-"): value for name, value in flags.items()}
+        )
         started.append(bridge)
         await bridge.start()
         return bridge

@@ -35,7 +35,11 @@ class BridgeProcess:
     def command(self) -> list[str]:
         options = {"bootstrap-servers": self.bootstrap_servers, "topics": "test-*", "host": "127.0.0.1",
                    "port": str(self.port), "heartbeat": "1", "metadata-interval": "0.3", **self.flags}  # fmt: skip
-        return ["kafka-sse-bridge", "serve", *[part for name, value in options.items() for part in (f"--{name}", value)]]
+        return [
+            "kafka-sse-bridge",
+            "serve",
+            *[part for name, value in options.items() for part in (f"--{name}", value)],
+        ]
 
     async def start(self, timeout: float = 30.0) -> None:
         with open(self.log_path, "ab") as log:
@@ -73,7 +77,9 @@ class BridgeProcess:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.url) as client:
             while time.monotonic() < deadline:
-                served = {entry["topic"]: entry["partitions"] for entry in (await client.get("/topics")).json()["topics"]}
+                served = {
+                    entry["topic"]: entry["partitions"] for entry in (await client.get("/topics")).json()["topics"]
+                }
                 if served.get(topic, 0) >= partitions:
                     return
                 await asyncio.sleep(0.1)
@@ -122,12 +128,14 @@ class Stream:
 async def open_stream(url: str, topic: str, last_event_id: str | None = None,
                       query: Mapping[str, str] | None = None) -> AsyncIterator[Stream]:  # fmt: skip
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
-    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0, read=None)) as client:
-        async with client.stream("GET", f"/sse/{topic}", headers=headers, params=query) as response:
-            assert response.status_code == 200, await response.aread()
-            assert response.headers["content-type"].startswith("text/event-stream")
-            stream = Stream(response)
-            try:
-                yield stream
-            finally:
-                await stream.close()
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0, read=None)) as client,
+        client.stream("GET", f"/sse/{topic}", headers=headers, params=query) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = Stream(response)
+        try:
+            yield stream
+        finally:
+            await stream.close()

@@ -56,7 +56,9 @@ class Cluster:
             for index, value in enumerate(values):
                 partition = partition_of[index] if partition_of is not None else index % partitions
                 key = str(index).encode()  # tombstones need a key
-                futures.append(await producer.send(topic, value, key=key, partition=partition, headers=list(headers) or None))
+                futures.append(
+                    await producer.send(topic, value, key=key, partition=partition, headers=list(headers) or None)
+                )
             await producer.flush()
             return [((metadata := await future).partition, metadata.offset) for future in futures]
         finally:

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from bridge import cursor
+
+
+@pytest.mark.parametrize("offsets", [(0,), (120, 98, 77), tuple(range(100)), (2**63 - 1, 0)])
+def test_round_trip(offsets: tuple[int, ...]) -> None:
+    text = cursor.encode(offsets)
+    assert text.isascii()
+    assert "\n" not in text
+    assert "~" not in text
+    assert "," not in text
+    assert cursor.parse(text) == offsets
+
+
+def test_format_is_offsets_joined_by_dots() -> None:
+    assert cursor.encode([120, 98, 77]) == "120.98.77"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ".",
+        "1.",
+        ".1",
+        "1..2",
+        "-1",
+        "+1",
+        "1.a",
+        " 1",
+        "1 ",
+        "1\n2",
+        "\u0661",
+        "1e3",
+        "0x10",
+        "9" * 20,
+        "1." * 5000,
+    ],
+)
+def test_malformed_ids_are_refused(text: str) -> None:
+    with pytest.raises(cursor.CursorError):
+        cursor.parse(text)
+
+
+def test_missing_partitions_mean_from_the_beginning() -> None:
+    assert cursor.offset_for((5, 6), 1) == 6
+    assert cursor.offset_for((5, 6), 2) == 0
