@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bridge import cursor as cursors
+from bridge.catchup import CatchUps, Since, parse_since
 from bridge.config import Settings
 from bridge.hub import Hub
 from bridge.source import KafkaSource
@@ -34,6 +35,7 @@ def error_response(status: int, error: str, message: str, headers: Mapping[str, 
 def create_app(settings: Settings) -> FastAPI:
     hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=settings.type_header)
     source = KafkaSource(settings, hub)
+    catchups = CatchUps(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,9 +92,12 @@ def create_app(settings: Settings) -> FastAPI:
         last_event_id_query: Annotated[
             str | None, Query(alias="lastEventId", max_length=cursors.MAX_CURSOR_LENGTH)
         ] = None,
+        since: Annotated[str | None, Query(max_length=64)] = None,
     ) -> EventStream | JSON:
         """The topic's records as Server-Sent Events, resuming after the
-        ``Last-Event-ID`` header (or ``lastEventId`` query parameter)."""
+        ``Last-Event-ID`` header (or ``lastEventId`` query parameter), or
+        starting at ``since`` (ISO-8601 time, epoch milliseconds or
+        ``earliest``); an event id wins over ``since``."""
         channel = hub.channels.get(topic)
         if channel is None:
             if not source.assigned:
@@ -100,11 +105,17 @@ def create_app(settings: Settings) -> FastAPI:
             return error_response(404, "unknown_topic", f"topic {topic!r} is not served by this bridge")
         # An empty id is what a browser that saw no event yet may send: no cursor.
         raw_id = last_event_id or last_event_id_query
+        start: tuple[int, ...] | Since | None = None
         try:
-            cursor = cursors.parse(raw_id) if raw_id else None
+            if raw_id:
+                start = cursors.parse(raw_id)
+            elif since is not None:
+                start = parse_since(since)
         except cursors.CursorError as error:
             return error_response(400, "bad_event_id", str(error))
-        return EventStream(channel, cursor, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
+        except ValueError as error:
+            return error_response(400, "bad_since", str(error))
+        return EventStream(channel, start, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
                            retry_ms=settings.retry_ms)  # fmt: skip
 
     return app

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=1024,
         description="bytes a client may fall behind before it is disconnected (it resumes from its last id)",
     )  # fmt: skip
+    max_catchups: int = Field(
+        default=4, ge=1, le=1000,
+        description="clients read from Kafka at once when the ring no longer has what they missed; others wait",
+    )  # fmt: skip
     heartbeat: float = Field(default=15.0, gt=0, le=3600, description="seconds of silence before a heartbeat comment")
     retry_ms: int = Field(default=2000, ge=0, le=3_600_000, description="reconnection delay the browser is told, ms")
     type_header: str | None = Field(

@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable, Sequence
 
 from bridge import cursor as cursors
-from bridge.events import KafkaRecord, gap_event, record_event, reset_event
+from bridge.events import KafkaRecord, record_event, reset_event
 from bridge.ring import Entry, RingBuffer
 
 REPLAY_CHUNK_BYTES = 64 * 1024
@@ -30,13 +30,14 @@ class CloseReason(enum.Enum):
     CLIENT_LEFT = "client_left"
     SLOW = "slow"
     SHUTDOWN = "shutdown"
+    ERROR = "error"  # the bridge could not serve it (catch-up failed); it reconnects
 
 
 class Subscriber:
     """One stream's outbox: what the channel has handed over and the
     connection has not yet written."""
 
-    __slots__ = ("_backlog", "_chunks", "_size", "_waiter", "closed", "limit", "reason")
+    __slots__ = ("_backlog", "_chunks", "_drain_waiter", "_size", "_waiter", "closed", "limit", "reason")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -44,12 +45,13 @@ class Subscriber:
         self._chunks: list[bytes] = []
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
         self.reason: CloseReason | None = None
         self.closed: asyncio.Future[CloseReason] = asyncio.get_running_loop().create_future()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self._waiter is not None:
+            _release(self._waiter)
 
     def push(self, chunk: bytes) -> None:
         if self.reason is not None:
@@ -77,6 +79,8 @@ class Subscriber:
         self._size = 0
         self.closed.set_result(reason)
         self._wake()
+        if self._drain_waiter is not None:
+            _release(self._drain_waiter)
 
     async def take(self, timeout: float) -> bytes | None:
         """The next bytes to write: b"" after ``timeout`` idle seconds (time
@@ -108,7 +112,19 @@ class Subscriber:
                 break
         data = b"".join(self._backlog[:count])
         del self._backlog[:count]
+        if not self._backlog and self._drain_waiter is not None:
+            _release(self._drain_waiter)
         return data
+
+    async def drained(self) -> None:
+        """Until the connection has taken the whole backlog (or is closed):
+        lets a catch-up read no faster than its client."""
+        if self._backlog and self.reason is None:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
@@ -154,8 +170,8 @@ class Channel:
     def subscribe(self, subscriber: Subscriber, cursor: Sequence[int] | None) -> None:
         """Replay what ``cursor`` has not seen, then go live.
 
-        Partitions the ring no longer covers are announced first with a
-        ``gap`` event and resume from the oldest offset the ring holds.
+        The ring must cover the cursor (``ring.uncovered(cursor)`` is empty);
+        a client from further back catches up from Kafka first (catchup.py).
         A cursor ahead of this channel (another replica read further, or this
         one has not yet seen a new partition) waits, stream open, until the
         channel gets there; if it does not within ``AHEAD_WAIT_SECONDS`` the
@@ -187,11 +203,13 @@ class Channel:
         ]
 
     def _attach(self, subscriber: Subscriber, cursor: Sequence[int] | None, notices: Sequence[bytes] = ()) -> None:
+        if cursor is not None and self.ring.uncovered(cursor):
+            # Only after waiting: the ring moved past the cursor meanwhile. The
+            # client reconnects with the same id and catches up from Kafka.
+            subscriber.close(CloseReason.ERROR)
+            return
         backlog = list(notices)
         if cursor is not None:
-            lost = self.ring.uncovered(cursor)
-            if lost:
-                backlog.append(gap_event(self.topic, lost))
             backlog.extend(_replayed_frame(entry, cursor) for entry in self.ring.replay(cursor))
         subscriber.push_backlog(backlog)
         self.subscribers.add(subscriber)

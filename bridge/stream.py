@@ -7,22 +7,25 @@ A connection is a race of two small tasks, the first to finish ends it:
 - the listener waits for the client to go away (``http.disconnect``; after a
   disconnect uvicorn's ``send`` returns silently, only ``receive`` tells).
 
+A client that resumes from further back than the ring has a third task, its
+catch-up, until it has joined the live channel.
+
 The hub may also close the subscriber: for being slow (its outbox passed its
 bound, and the writer may be stuck in ``send`` on a full TCP window, so it is
-cancelled and the connection dropped) or for a shutdown (the stream ends
-cleanly and the browser reconnects elsewhere).
+cancelled and the connection dropped), for a shutdown or a failed catch-up
+(the stream ends cleanly and the browser reconnects).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from bridge import sse
+from bridge.catchup import CatchUps, Since
 from bridge.hub import Channel, CloseReason, Subscriber
 
 HEARTBEAT = sse.format_comment()
@@ -45,19 +48,25 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, channel: Channel, cursor: Sequence[int] | None, *, outbox_bytes: int, heartbeat: float,
-                 retry_ms: int) -> None:  # fmt: skip
+    def __init__(self, channel: Channel, start: tuple[int, ...] | Since | None, catchups: CatchUps, *,
+                 outbox_bytes: int, heartbeat: float, retry_ms: int) -> None:  # fmt: skip
         self.status_code = 200
         self.background = None
         self.channel = channel
-        self.cursor = cursor
+        self.start = start
+        self.catchups = catchups
         self.outbox_bytes = outbox_bytes
         self.heartbeat = heartbeat
         self.preamble = sse.format_retry(retry_ms) + sse.format_comment("kafka-sse-bridge")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscriber = Subscriber(self.outbox_bytes)
-        self.channel.subscribe(subscriber, self.cursor)
+        start = self.start
+        catchup = None
+        if isinstance(start, Since) or (start is not None and self.channel.ring.uncovered(start)):
+            catchup = asyncio.create_task(self.catchups.resume(self.channel, subscriber, start))
+        else:
+            self.channel.subscribe(subscriber, start)
         writer = listener = None
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
@@ -71,14 +80,14 @@ class EventStream(Response):
                 writer.result()  # the writer only ends by failing: let that surface
         finally:
             self.channel.unsubscribe(subscriber)
-            for task in (writer, listener):
+            for task in (writer, listener, catchup):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
         if subscriber.reason is CloseReason.SLOW:
             raise SlowClientDisconnect
-        if subscriber.reason is CloseReason.SHUTDOWN:
+        if subscriber.reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(self, send: Send, subscriber: Subscriber) -> None:

@@ -186,24 +186,6 @@ async def test_unknown_internal_and_malformed_requests_get_json_errors(bridge: B
                 assert response.json()["error"] in {"bad_event_id", "bad_request"}
 
 
-async def test_uncovered_cursor_is_reported_with_a_gap_event(start_bridge: Callable[..., Any], cluster: Cluster,
-                                                             topic: str) -> None:  # fmt: skip
-    bridge = await start_bridge(ring_records="10")
-    await bridge.wait_for_topic(topic, 3)
-    values = numbered(30)
-    sent = await cluster.produce(topic, values, partition_of=[0] * 30)
-    async with open_stream(bridge.url, topic, last_event_id="5.0.0") as stream:
-        gap = await stream.next_event()
-        replayed = await stream.events(10)
-    assert gap.type == "gap"
-    assert orjson.loads(gap.data) == {
-        "topic": topic,
-        "partitions": [{"partition": 0, "requested": 5, "first_available": 20}],
-    }
-    assert [event.data for event in replayed] == [value.decode() for value in values[20:]]
-    assert sent[-1] == (0, 29)
-
-
 async def test_cursor_past_the_end_is_reported_with_a_reset_event(bridge: BridgeProcess, cluster: Cluster,
                                                                   topic: str) -> None:  # fmt: skip
     async with open_stream(bridge.url, topic, last_event_id="0.500.0") as stream:

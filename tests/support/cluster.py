@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
 
 TOPIC_PREFIX = "test-"
 
@@ -33,6 +33,17 @@ class Cluster:
         await admin.start()
         try:
             await admin.create_partitions({name: NewPartitions(total_count=total)})
+        finally:
+            await admin.close()
+
+    async def delete_records(self, name: str, before: dict[int, int]) -> None:
+        """Kafka's delete-records: as if retention had removed everything below ``before[partition]``."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.delete_records(
+                {TopicPartition(name, p): RecordsToDelete(offset) for p, offset in before.items()}
+            )
         finally:
             await admin.close()
 

@@ -83,17 +83,6 @@ async def test_resume_replays_exactly_what_the_cursor_has_not_seen() -> None:
     assert [e.data for e in events_of(live)] == ["e"]
 
 
-async def test_a_cursor_the_ring_lost_gets_a_gap_event_first() -> None:
-    topic = channel(ring_records=2)
-    topic.publish([Record(0, offset, str(offset).encode()) for offset in range(5)])
-    subscriber = Subscriber(limit=1 << 20)
-    topic.subscribe(subscriber, (1, 0))
-    events = events_of(await subscriber.take(1))
-    assert events[0].type == "gap"
-    assert events[0].data == '{"topic":"t","partitions":[{"partition":0,"requested":1,"first_available":3}]}'
-    assert [e.data for e in events[1:]] == ["3", "4"]
-
-
 async def test_ids_replayed_to_a_cursor_from_a_further_replica_never_go_back() -> None:
     topic = channel()
     # this replica read partition 0 up to offset 3 before partition 1's record

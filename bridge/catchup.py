@@ -1,0 +1,159 @@
+"""Catch-up: what a client missed, read from Kafka itself, then handed to the live channel.
+
+A client whose cursor the ring no longer covers (or that asked for a point in
+time with ``since``) gets a short-lived reader of its own. The reader delivers
+records from the client's cursor on, but never at or past the channel's live
+position: those are the channel's to deliver. As soon as the ring covers the
+reader's position, the client subscribes to the channel, which replays the
+rest from the ring and goes live. That last step does not await, so no record
+can fall between Kafka and the ring: no gap, no duplicate.
+
+At most ``max_catchups`` readers run at once; other clients wait their turn
+with their stream open and heartbeats flowing. A reader reads no faster than
+its client takes the events.
+
+Offsets below what Kafka still retains are reported first with a ``gap`` event
+(``{"topic", "partitions": [{"partition", "requested", "first_available"}]}``)
+and resume from the first available offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bridge import cursor as cursors
+from bridge.config import Settings
+from bridge.events import gap_event, record_event
+from bridge.hub import Channel, CloseReason, Subscriber
+from bridge.source import FETCH_MAX_WAIT_MS
+
+logger = logging.getLogger("bridge.catchup")
+
+EARLIEST = "earliest"
+MAX_TIMESTAMP_MS = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Since:
+    """A start in time: epoch milliseconds, or ``EARLIEST``."""
+
+    timestamp_ms: int | None  # None: the earliest record retained
+
+
+def parse_since(text: str) -> Since:
+    """``earliest``, epoch milliseconds, or an ISO-8601 time (UTC when it has no offset)."""
+    if text == EARLIEST:
+        return Since(None)
+    if text.isascii() and text.isdecimal():
+        if int(text) > MAX_TIMESTAMP_MS:
+            raise ValueError(f"since={text[:64]!r} is past the largest Kafka timestamp")
+        return Since(int(text))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"since={text[:64]!r} is not 'earliest', epoch milliseconds or an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return Since(max(0, int(moment.timestamp() * 1000)))
+
+
+class CatchUps:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._slots = asyncio.Semaphore(settings.max_catchups)
+        self.running = 0
+
+    async def resume(self, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since) -> None:
+        """Bring ``subscriber`` from ``start`` to the live channel. Failures
+        end the stream cleanly; the browser reconnects with its last id."""
+        try:
+            async with self._slots:
+                self.running += 1
+                try:
+                    await self._resume(channel, subscriber, start)
+                finally:
+                    self.running -= 1
+        except Exception:
+            logger.exception("catch-up on %s failed; the client will reconnect", channel.topic)
+            subscriber.close(CloseReason.ERROR)
+
+    async def _resume(self, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since) -> None:
+        if subscriber.reason is not None:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=",".join(self._settings.bootstrap_servers), group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            await self._read(consumer, channel, subscriber, start)
+        finally:
+            await consumer.stop()
+
+    async def _read(
+        self, consumer: AIOKafkaConsumer, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since
+    ) -> None:
+        topic = channel.topic
+        position: list[int] = []
+        delivered = 0
+        while True:
+            if len(position) < len(channel.position):  # at the start, or partitions were added
+                added = [TopicPartition(topic, p) for p in range(len(position), len(channel.position))]
+                consumer.assign([*consumer.assignment(), *added])
+                position.extend(await self._starts(consumer, channel, subscriber, added, start))
+                for partition, offset in enumerate(position):
+                    consumer.seek(TopicPartition(topic, partition), offset)
+            if subscriber.reason is not None:
+                return
+            if not channel.ring.uncovered(position):
+                logger.info("catch-up on %s read %d record(s) from Kafka, joins live at %s",
+                            topic, delivered, cursors.encode(position))  # fmt: skip
+                channel.subscribe(subscriber, position)
+                return
+            # Partitions read up to the live position wait; the others are fetched.
+            caught_up = {TopicPartition(topic, p) for p, offset in enumerate(position) if offset >= channel.position[p]}
+            consumer.pause(*caught_up)
+            consumer.resume(*(consumer.assignment() - caught_up))
+            batch = await consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS * 2)
+            frames = []
+            for tp, records in batch.items():
+                live = channel.position[tp.partition]
+                for record in records:
+                    if record.offset >= live:
+                        # the channel delivers from here; read this partition again next time round
+                        consumer.seek(tp, position[tp.partition])
+                        break
+                    position[tp.partition] = record.offset + 1
+                    frames.append(record_event(record, id=cursors.encode(position), type_header=channel.type_header))
+            if frames:
+                delivered += len(frames)
+                subscriber.push_backlog(frames)
+                await subscriber.drained()
+
+    async def _starts(
+        self,
+        consumer: AIOKafkaConsumer,
+        channel: Channel,
+        subscriber: Subscriber,
+        partitions: list[TopicPartition],
+        start: tuple[int, ...] | Since,
+    ) -> list[int]:
+        """Where each of ``partitions`` starts, announcing offsets Kafka no longer has."""
+        earliest = await consumer.beginning_offsets(partitions)
+        if isinstance(start, Since) and start.timestamp_ms is not None:
+            found = await consumer.offsets_for_times({tp: start.timestamp_ms for tp in partitions})
+            ends = await consumer.end_offsets(partitions)
+            return [found[tp].offset if found[tp] is not None else ends[tp] for tp in partitions]
+        if isinstance(start, Since):
+            return [earliest[tp] for tp in partitions]
+        requested = [cursors.offset_for(start, tp.partition) for tp in partitions]
+        lost = [(tp.partition, offset, earliest[tp]) for tp, offset in zip(partitions, requested, strict=True)
+                if offset < earliest[tp]]  # fmt: skip
+        if lost:
+            subscriber.push_backlog([gap_event(channel.topic, lost)])
+        return [max(offset, earliest[tp]) for tp, offset in zip(partitions, requested, strict=True)]

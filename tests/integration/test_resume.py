@@ -1,0 +1,221 @@
+"""Resume past the ring buffer: catch-up from Kafka, since=, gap events, other
+replicas and restarts. Each client's sequence must equal the topic's records
+after its starting point, per partition, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from bridge import cursor as cursors
+from bridge.localkafka import LocalKafka
+from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.cluster import Cluster
+from tests.support.sseparse import Event
+
+pytestmark = pytest.mark.kafka
+
+StartBridge = Callable[..., Any]
+
+
+class Topic:
+    """What was produced, per partition, to compare clients against."""
+
+    def __init__(self, cluster: Cluster, name: str, partitions: int = 3) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.partitions = partitions
+        self.records: dict[int, list[str]] = defaultdict(list)
+        self.produced = 0
+
+    async def produce(self, count: int, *, partitions: Sequence[int] | None = None, pad: int = 0) -> None:
+        chosen = list(partitions) if partitions is not None else [n % self.partitions for n in range(count)]
+        values = [orjson.dumps({"n": self.produced + n, "pad": "p" * pad}) for n in range(count)]
+        sent = await self.cluster.produce(self.name, values, partition_of=chosen, partitions=self.partitions)
+        for value, (partition, offset) in zip(values, sent, strict=True):
+            assert offset == len(self.records[partition])
+            self.records[partition].append(value.decode())
+        self.produced += count
+
+    def after(self, cursor: Sequence[int]) -> dict[int, list[str]]:
+        return {p: values[cursors.offset_for(cursor, p) :] for p, values in self.records.items()}
+
+    def partition_of(self, data: str) -> int:
+        return next(p for p, values in self.records.items() if data in values)
+
+    def grouped(self, events: Sequence[Event]) -> dict[int, list[str]]:
+        grouped: dict[int, list[str]] = {p: [] for p in self.records}
+        for event in events:
+            grouped[self.partition_of(event.data)].append(event.data)
+        return grouped
+
+
+@pytest.fixture
+def produced(cluster: Cluster, topic: str) -> Topic:
+    return Topic(cluster, topic)
+
+
+async def small_ring_bridge(start_bridge: StartBridge, topic: str, **flags: str) -> BridgeProcess:
+    bridge: BridgeProcess = await start_bridge(ring_records="20", **flags)
+    await bridge.wait_for_topic(topic, 3)
+    return bridge
+
+
+async def test_catch_up_from_kafka_hands_over_to_live_without_gap_or_duplicate(
+    start_bridge: StartBridge, produced: Topic, topic: str
+) -> None:
+    bridge = await small_ring_bridge(start_bridge, topic)
+    await produced.produce(600)
+    async with open_stream(bridge.url, topic, last_event_id="0.0.0") as client:
+        first = await client.events(50)  # catching up now; more records arrive meanwhile
+        more = asyncio.create_task(produced.produce(300))
+        rest = await client.events(850, timeout=60)
+        await more
+    events = first + rest
+    assert produced.grouped(events) == produced.after((0, 0, 0))
+    ids = [cursors.parse(event.id) for event in events]
+    assert all(a <= b for earlier, later in itertools.pairwise(ids) for a, b in zip(earlier, later, strict=True))
+    assert ids[-1] == (300, 300, 300)
+
+
+async def test_catch_ups_beyond_the_bound_wait_their_turn(
+    start_bridge: StartBridge, produced: Topic, topic: str
+) -> None:
+    bridge = await small_ring_bridge(start_bridge, topic, max_catchups="1", heartbeat="0.2")
+    await produced.produce(900, pad=500)
+    async with open_stream(bridge.url, topic, last_event_id="0.0.0") as first, \
+            open_stream(bridge.url, topic, last_event_id="100.100.100") as second:  # fmt: skip
+        first_events = await first.events(900, timeout=60)
+        second_events = await second.events(600, timeout=60)
+    assert produced.grouped(first_events) == produced.after((0, 0, 0))
+    assert produced.grouped(second_events) == produced.after((100, 100, 100))
+
+
+async def test_since_a_time_earliest_and_id_precedence(bridge: BridgeProcess, produced: Topic, topic: str) -> None:
+    await produced.produce(30)
+    await asyncio.sleep(0.05)
+    middle = int(time.time() * 1000)
+    await asyncio.sleep(0.05)
+    await produced.produce(30)
+    later = {p: values[10:] for p, values in produced.records.items()}
+    iso = datetime.fromtimestamp(middle / 1000, tz=UTC).isoformat()
+    for since in (str(middle), iso):
+        async with open_stream(bridge.url, topic, query={"since": since}) as client:
+            assert produced.grouped(await client.events(30)) == later, since
+    async with open_stream(bridge.url, topic, query={"since": "earliest"}) as client:
+        assert produced.grouped(await client.events(60)) == produced.after((0, 0, 0))
+    async with open_stream(bridge.url, topic, last_event_id="15.15.15", query={"since": "earliest"}) as client:
+        assert produced.grouped(await client.events(15)) == produced.after((15, 15, 15))
+    async with httpx.AsyncClient(base_url=bridge.url) as http:
+        for bad in ("yesterday", "2026-13-01", "-5", "1e9", "9" * 25, ""):
+            response = await http.get(f"/sse/{topic}", params={"since": bad})
+            assert response.status_code == 400, bad
+            assert response.json()["error"] in {"bad_since", "bad_request"}
+
+
+async def test_records_deleted_from_kafka_are_reported_as_a_gap(
+    start_bridge: StartBridge, cluster: Cluster, produced: Topic, topic: str
+) -> None:
+    bridge = await small_ring_bridge(start_bridge, topic)
+    await produced.produce(100, partitions=[0] * 100)
+    await produced.produce(10, partitions=[1] * 10)
+    await cluster.delete_records(topic, {0: 60})
+    async with open_stream(bridge.url, topic, last_event_id="0.0.0") as client:
+        gap = await client.next_event()
+        events = await client.events(50)
+    assert gap.type == "gap"
+    assert orjson.loads(gap.data) == {
+        "topic": topic, "partitions": [{"partition": 0, "requested": 0, "first_available": 60}],
+    }  # fmt: skip
+    assert produced.grouped(events) == {0: produced.records[0][60:], 1: produced.records[1]}
+
+
+async def test_a_client_cut_from_one_replica_resumes_exactly_on_another(
+    start_bridge: StartBridge, produced: Topic, topic: str
+) -> None:
+    first_replica: BridgeProcess = await start_bridge()
+    await first_replica.wait_for_topic(topic, 3)
+    await produced.produce(200)
+    async with open_stream(first_replica.url, topic, last_event_id="0.0.0") as client:
+        before = await client.events(120)
+    await produced.produce(100)
+    # started now, this replica's ring does not reach back to the cut: it reads Kafka
+    second_replica: BridgeProcess = await start_bridge()
+    await second_replica.wait_for_topic(topic, 3)
+    async with open_stream(second_replica.url, topic, last_event_id=before[-1].id) as client:
+        after = await client.events(180)
+    assert produced.grouped(before + after) == produced.after((0, 0, 0))
+
+
+async def test_clients_resume_exactly_after_the_bridge_is_killed(
+    start_bridge: StartBridge, kafka: LocalKafka, produced: Topic, topic: str
+) -> None:
+    bridge: BridgeProcess = await start_bridge()
+    await bridge.wait_for_topic(topic, 3)
+    await produced.produce(150)
+    received: list[list[Event]] = []
+    for read in (40, 95):
+        async with open_stream(bridge.url, topic, last_event_id="0.0.0") as client:
+            received.append(await client.events(read))
+    bridge.stop(signal.SIGKILL)
+    await produced.produce(90)
+    restarted = BridgeProcess(kafka.bootstrap_servers, bridge.flags, port=bridge.port)
+    await restarted.start()
+    try:
+        for events in received:
+            async with open_stream(restarted.url, topic, last_event_id=events[-1].id) as client:
+                events.extend(await client.events(240 - len(events)))
+            assert produced.grouped(events) == produced.after((0, 0, 0))
+    finally:
+        restarted.stop()
+
+
+async def test_partitions_added_while_clients_catch_up_are_delivered(
+    start_bridge: StartBridge, cluster: Cluster, produced: Topic, topic: str
+) -> None:
+    bridge = await small_ring_bridge(start_bridge, topic)
+    await produced.produce(3000, pad=2000)  # ~6 MB: the catch-up is still reading when the partition comes
+    async with open_stream(bridge.url, topic, last_event_id="0") as client:  # partitions 1, 2: from the start
+        events = await client.events(100)
+        await cluster.add_partitions(topic, 4)
+        produced.partitions = 4
+        await bridge.wait_for_topic(topic, 4)
+        await produced.produce(8, partitions=[3] * 8)
+        events += await client.events(3008 - 100, timeout=60)
+    assert produced.grouped(events) == produced.after((0,))
+
+
+async def test_random_disconnects_and_reconnects_lose_and_repeat_nothing(
+    start_bridge: StartBridge, produced: Topic, topic: str
+) -> None:
+    """Production, cuts at random points and reconnections to ring-covered
+    and older cursors, interleaved; each client must end with every record
+    exactly once, in partition order."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    bridge = await small_ring_bridge(start_bridge, topic)
+    clients: list[list[Event]] = [[] for _ in range(4)]
+    for _ in range(6):
+        await produced.produce(rng.randrange(1, 80), partitions=None)
+        for received in clients:
+            if rng.random() < 0.3:
+                continue  # stays away for this round: its cursor ages past the ring
+            cursor = received[-1].id if received else "0.0.0"
+            async with open_stream(bridge.url, topic, last_event_id=cursor) as client:
+                received.extend(await client.events(rng.randrange(0, produced.produced - len(received) + 1)))
+    for received in clients:
+        cursor = received[-1].id if received else "0.0.0"
+        async with open_stream(bridge.url, topic, last_event_id=cursor) as client:
+            received.extend(await client.events(produced.produced - len(received)))
+        assert produced.grouped(received) == produced.after((0, 0, 0)), f"seed {seed}"
