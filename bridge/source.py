@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -30,46 +30,58 @@ logger = logging.getLogger("bridge.source")
 FETCH_MAX_WAIT_MS = 100
 POLL_TIMEOUT_MS = 200
 RETRY_SECONDS = 1.0
+# Metadata answers are quick; a broker that takes longer is reported unreachable.
+METADATA_TIMEOUT_MS = 5000
 
 
 class KafkaSource:
+    """Two tasks: the reader (getmany → hub) and the watcher (metadata every
+    ``metadata_interval``: new topics and partitions, Kafka reachability).
+    They share the consumer; every change of assignment is made without an
+    await in between, so the reader never sees a partition without its
+    channel or its exact position."""
+
     def __init__(self, settings: Settings, hub: Hub) -> None:
         self._settings = settings
         self._hub = hub
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.assigned = False  # the first discovery is done: served topics are known
         self.reachable = False  # the last metadata request was answered
+        self.failed: BaseException | None = None  # the reader died: a bug, shown by /readyz and the log
 
     @property
     def ready(self) -> bool:
-        return self.assigned and self.reachable
+        return self.assigned and self.reachable and self.failed is None
 
     def start(self) -> None:
-        """Begin reading in a background task; aiokafka's clients must be made
-        on the running loop."""
+        """Begin in background tasks; aiokafka's clients must be made on the running loop."""
         servers = ",".join(self._settings.bootstrap_servers)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-        self._task = asyncio.create_task(self._run(), name="kafka-source")
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=METADATA_TIMEOUT_MS)
+        task = asyncio.create_task(self._run(), name="kafka-source")
+        task.add_done_callback(self._on_reader_done)
+        self._tasks.append(task)
+
+    def _on_reader_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.failed = task.exception()
+            logger.error("the Kafka reader stopped", exc_info=self.failed)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self._consumer.stop()
         await self._admin.close()
 
     async def _run(self) -> None:
         await self._connect()
-        next_refresh = time.monotonic() + self._settings.metadata_interval
+        self._tasks.append(asyncio.create_task(self._watch(), name="kafka-metadata"))
         while True:
-            if time.monotonic() >= next_refresh:
-                await self._refresh()
-                next_refresh = time.monotonic() + self._settings.metadata_interval
             batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
             by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
             for partition, records in batch.items():
@@ -80,34 +92,43 @@ class KafkaSource:
     async def _connect(self) -> None:
         """Start the clients and make the first assignment, retrying while
         Kafka cannot be reached (the bridge may start before the broker)."""
-        while True:
-            try:
-                await self._admin.start()
-                await self._consumer.start()
-                await self._refresh()
-            except KafkaError as error:
-                logger.warning("Kafka at %s not reachable yet: %s", ",".join(self._settings.bootstrap_servers), error)
+        starts: list[Callable[[], Awaitable[object]]] = [self._admin.start, self._consumer.start]
+        for start in starts:
+            while True:
+                try:
+                    await start()
+                    break
+                except KafkaError as error:
+                    servers = ",".join(self._settings.bootstrap_servers)
+                    logger.warning("Kafka at %s not reachable yet: %s", servers, error)
+                    await asyncio.sleep(RETRY_SECONDS)
+        while not self.assigned:
+            await self._refresh()
+            if not self.assigned:
                 await asyncio.sleep(RETRY_SECONDS)
-                continue
-            if self.assigned:
-                return
-            await asyncio.sleep(RETRY_SECONDS)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.metadata_interval)
+            await self._refresh()
 
     async def _refresh(self) -> None:
         try:
             topics = await self._admin.describe_topics()
+            counts = {
+                topic["topic"]: len(topic["partitions"])
+                for topic in topics
+                if topic["error_code"] == 0 and self._settings.serves(topic["topic"])
+            }
+            await self._assign(counts)
         except KafkaError as error:
             if self.reachable:
                 logger.warning("Kafka metadata request failed: %s", error)
             self.reachable = False
             return
+        if not self.reachable:
+            logger.info("Kafka reachable; serving %d topic(s)", len(self._hub.channels))
         self.reachable = True
-        counts = {
-            topic["topic"]: len(topic["partitions"])
-            for topic in topics
-            if topic["error_code"] == 0 and self._settings.serves(topic["topic"])
-        }
-        await self._assign(counts)
         self.assigned = True
 
     async def _assign(self, partition_counts: dict[str, int]) -> None:
@@ -121,18 +142,18 @@ class KafkaSource:
         if not fresh:
             return
         consumer = self._consumer
+        # At start, the live end; later, new partitions and topics hold only new records.
+        starts = await (consumer.beginning_offsets(fresh) if self.assigned else consumer.end_offsets(fresh))
+        # From here on no await: the reader must see partitions, positions and channels change together.
         consumer.assign([*consumer.assignment(), *fresh])
         for topic, channel in self._hub.channels.items():
             for partition, offset in enumerate(channel.position):
                 consumer.seek(TopicPartition(topic, partition), offset)
-        if self.assigned:
-            await consumer.seek_to_beginning(*fresh)
-        else:
-            await consumer.seek_to_end(*fresh)
-        starts: dict[str, list[int]] = defaultdict(list)
+        added: dict[str, list[int]] = defaultdict(list)
         for tp in fresh:
-            starts[tp.topic].append(await consumer.position(tp))
-        for topic, offsets in starts.items():
+            consumer.seek(tp, starts[tp])
+            added[tp.topic].append(starts[tp])
+        for topic, offsets in added.items():
             channel = self._hub.channels.get(topic)
             if channel is None:
                 self._hub.open_channel(topic, offsets)

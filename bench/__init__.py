@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure the bridge against a real broker (not tests)."""
