@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
@@ -19,33 +20,28 @@ class Cluster:
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
 
-    async def create_topic(self, name: str, partitions: int = 3) -> str:
+    @asynccontextmanager
+    async def _admin(self) -> AsyncIterator[AIOKafkaAdminClient]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            yield admin
         finally:
             await admin.close()
+
+    async def create_topic(self, name: str, partitions: int = 3) -> str:
+        async with self._admin() as admin:
+            await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
         return name
 
     async def add_partitions(self, name: str, total: int) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        await admin.start()
-        try:
+        async with self._admin() as admin:
             await admin.create_partitions({name: NewPartitions(total_count=total)})
-        finally:
-            await admin.close()
 
     async def delete_records(self, name: str, before: dict[int, int]) -> None:
         """Kafka's delete-records: as if retention had removed everything below ``before[partition]``."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        await admin.start()
-        try:
-            await admin.delete_records(
-                {TopicPartition(name, p): RecordsToDelete(offset) for p, offset in before.items()}
-            )
-        finally:
-            await admin.close()
+        async with self._admin() as admin:
+            await admin.delete_records({TopicPartition(name, p): RecordsToDelete(at) for p, at in before.items()})
 
     async def produce(
         self,
