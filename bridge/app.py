@@ -17,6 +17,7 @@ from bridge import cursor as cursors
 from bridge.catchup import CatchUps, Since, parse_since
 from bridge.config import Settings
 from bridge.hub import Hub
+from bridge.metrics import create_registry, exposition
 from bridge.source import KafkaSource
 from bridge.stream import EventStream
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
     hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=settings.type_header)
     source = KafkaSource(settings, hub)
     catchups = CatchUps(settings)
+    registry = create_registry(hub, source, catchups)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +74,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def readyz() -> JSON:
         body = {"ready": source.ready, "kafka_reachable": source.reachable, "assigned": source.assigned}
         return JSON(body, status_code=200 if source.ready else 503)
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def metrics(accept: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus metrics (OpenMetrics if the scraper asks for it)."""
+        # async, so the collector reads the hub on the event loop thread, where it changes
+        body, content_type = exposition(registry, accept)
+        return Response(body, media_type=content_type)
 
     @app.get("/topics")
     async def topics() -> dict[str, list[dict[str, object]]]:

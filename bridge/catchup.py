@@ -29,13 +29,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bridge import cursor as cursors
 from bridge.config import Settings
 from bridge.events import gap_event, record_event
-from bridge.hub import Channel, CloseReason, Subscriber
+from bridge.hub import Channel, CloseReason, Resume, Subscriber
 from bridge.source import FETCH_MAX_WAIT_MS
 
 logger = logging.getLogger("bridge.catchup")
 
 EARLIEST = "earliest"
 MAX_TIMESTAMP_MS = 2**63 - 1
+# Records encoded between two awaits: aiokafka would hand over a whole fetch
+# (hundreds of thousands), stalling every other connection for the encoding.
+BATCH_RECORDS = 5000
 
 
 @dataclass(frozen=True)
@@ -67,17 +70,23 @@ class CatchUps:
         self._settings = settings
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
+        self.waiting = 0  # for a slot
 
     async def resume(self, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since) -> None:
         """Bring ``subscriber`` from ``start`` to the live channel. Failures
         end the stream cleanly; the browser reconnects with its last id."""
         try:
-            async with self._slots:
-                self.running += 1
-                try:
-                    await self._resume(channel, subscriber, start)
-                finally:
-                    self.running -= 1
+            self.waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self.waiting -= 1
+            self.running += 1
+            try:
+                await self._resume(channel, subscriber, start)
+            finally:
+                self.running -= 1
+                self._slots.release()
         except Exception:
             logger.exception("catch-up on %s failed; the client will reconnect", channel.topic)
             subscriber.close(CloseReason.ERROR)
@@ -119,7 +128,7 @@ class CatchUps:
             caught_up = {TopicPartition(topic, p) for p, offset in enumerate(position) if offset >= channel.position[p]}
             consumer.pause(*caught_up)
             consumer.resume(*(consumer.assignment() - caught_up))
-            batch = await consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS * 2)
+            batch = await consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS * 2, max_records=BATCH_RECORDS)
             frames = []
             for tp, records in batch.items():
                 live = channel.position[tp.partition]
@@ -132,6 +141,7 @@ class CatchUps:
                     frames.append(record_event(record, id=cursors.encode(position), type_header=channel.type_header))
             if frames:
                 delivered += len(frames)
+                channel.stats.events_delivered += len(frames)
                 subscriber.push_backlog(frames)
                 await subscriber.drained()
 
@@ -156,4 +166,5 @@ class CatchUps:
                 if offset < earliest[tp]]  # fmt: skip
         if lost:
             subscriber.push_backlog([gap_event(channel.topic, lost)])
+            channel.stats.resumes[Resume.GAP] += 1
         return [max(offset, earliest[tp]) for tp, offset in zip(partitions, requested, strict=True)]

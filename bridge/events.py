@@ -41,6 +41,8 @@ class KafkaRecord(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def timestamp(self) -> int: ...  # epoch milliseconds
 
 
 def event_type_from_headers(headers: Sequence[tuple[str, bytes]], type_header: str | None) -> str | None:

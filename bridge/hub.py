@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from bridge import cursor as cursors
 from bridge.events import KafkaRecord, record_event, reset_event
@@ -31,6 +32,34 @@ class CloseReason(enum.Enum):
     SLOW = "slow"
     SHUTDOWN = "shutdown"
     ERROR = "error"  # the bridge could not serve it (catch-up failed); it reconnects
+
+
+class Resume(enum.Enum):
+    """How a stream that does not start live finds its start."""
+
+    RING = "ring"  # an id the ring covers: replayed from memory
+    KAFKA = "kafka"  # an id the ring no longer covers: caught up from Kafka
+    GAP = "gap"  # Kafka no longer has part of it either: a gap event was sent
+    SINCE = "since"  # a point in time: read from Kafka
+
+
+@dataclass(slots=True)
+class TopicStats:
+    """What happened on one topic, counted as plain ints where it happens and
+    read at scrape time (metrics.py): no locks, no label lookups in the hot path."""
+
+    records_consumed: int = 0
+    events_delivered: int = 0  # record events handed to subscribers: live, replayed, caught up
+    delivered_bytes: int = 0  # written to connections, heartbeats and the preamble aside
+    streams_opened: int = 0
+    streams_closed: dict[CloseReason, int] = field(default_factory=lambda: dict.fromkeys(CloseReason, 0))
+    resumes: dict[Resume, int] = field(default_factory=lambda: dict.fromkeys(Resume, 0))
+    heartbeats: int = 0
+    send_failures: int = 0
+
+    @property
+    def connected(self) -> int:
+        return self.streams_opened - sum(self.streams_closed.values())
 
 
 class Subscriber:
@@ -133,7 +162,7 @@ def _release(waiter: asyncio.Future[None]) -> None:
 
 
 class Channel:
-    """One served topic: its position, its ring and its subscribers."""
+    """One served topic: its position, its ring, its subscribers and its counters."""
 
     def __init__(self, topic: str, start: Sequence[int], *, ring_records: int, ring_bytes: int,
                  type_header: str | None) -> None:  # fmt: skip
@@ -142,6 +171,7 @@ class Channel:
         self.ring = RingBuffer(start, max_records=ring_records, max_bytes=ring_bytes)
         self.type_header = type_header
         self.subscribers: set[Subscriber] = set()
+        self.stats = TopicStats()
         self._waiting: dict[Subscriber, tuple[Sequence[int], asyncio.TimerHandle]] = {}
 
     def add_partitions(self, starts: Sequence[int]) -> None:
@@ -156,7 +186,7 @@ class Channel:
             position = tuple(self.position)
             frame = record_event(record, id=cursors.encode(position), type_header=self.type_header)
             frames.append(frame)
-            self.ring.append(Entry(record.partition, record.offset, position, frame))
+            self.ring.append(Entry(record.partition, record.offset, position, frame, record.timestamp))
         if self._waiting:
             self._attach_caught_up()
         if not frames or not self.subscribers:
@@ -166,6 +196,8 @@ class Channel:
             subscriber.push(chunk)
             if subscriber.reason is not None:
                 self.subscribers.discard(subscriber)
+        # Those still here took the chunk: counted once per batch, not per subscriber.
+        self.stats.events_delivered += len(frames) * len(self.subscribers)
 
     def subscribe(self, subscriber: Subscriber, cursor: Sequence[int] | None) -> None:
         """Replay what ``cursor`` has not seen, then go live.
@@ -210,7 +242,9 @@ class Channel:
             return
         backlog = list(notices)
         if cursor is not None:
-            backlog.extend(_replayed_frame(entry, cursor) for entry in self.ring.replay(cursor))
+            replayed = [_replayed_frame(entry, cursor) for entry in self.ring.replay(cursor)]
+            self.stats.events_delivered += len(replayed)
+            backlog.extend(replayed)
         subscriber.push_backlog(backlog)
         self.subscribers.add(subscriber)
 

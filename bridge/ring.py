@@ -20,6 +20,7 @@ class Entry(NamedTuple):
     offset: int
     position: tuple[int, ...]  # the channel's cursor after this record
     frame: bytes  # the encoded event, its id line first
+    timestamp_ms: int  # the record's Kafka timestamp
 
 
 class RingBuffer:
@@ -37,6 +38,16 @@ class RingBuffer:
     @property
     def size_bytes(self) -> int:
         return self._size
+
+    @property
+    def span_ms(self) -> int:
+        """Newest minus oldest record timestamp: about how long a client can
+        be away and still resume from memory. Records arrive roughly in time
+        order, so the ends of the ring stand for both (reading them costs
+        nothing); producers' clocks may disagree, hence never below zero."""
+        if not self._entries:
+            return 0
+        return max(0, self._entries[-1].timestamp_ms - self._entries[0].timestamp_ms)
 
     def add_partitions(self, starts: Sequence[int]) -> None:
         self.start.extend(starts)

@@ -29,6 +29,10 @@ logger = logging.getLogger("bridge.source")
 # aiokafka's default (500 ms) would be the floor of a quiet topic's latency.
 FETCH_MAX_WAIT_MS = 100
 POLL_TIMEOUT_MS = 200
+# Records published between two awaits: a reader far behind (a new partition
+# read from its start) would otherwise encode a whole fetch, hundreds of
+# thousands of records, while every connection waits.
+BATCH_RECORDS = 10_000
 RETRY_SECONDS = 1.0
 # Metadata answers are quick; a broker that takes longer is reported unreachable.
 METADATA_TIMEOUT_MS = 5000
@@ -52,6 +56,12 @@ class KafkaSource:
     @property
     def ready(self) -> bool:
         return self.assigned and self.reachable and self.failed is None
+
+    def end_offset(self, topic: str, partition: int) -> int | None:
+        """The partition's log end offset as of the consumer's last fetch
+        (no request); None until the partition has been fetched."""
+        end: int | None = self._consumer.highwater(TopicPartition(topic, partition))
+        return end
 
     def start(self) -> None:
         """Begin in background tasks; aiokafka's clients must be made on the running loop."""
@@ -82,12 +92,14 @@ class KafkaSource:
         await self._connect()
         self._tasks.append(asyncio.create_task(self._watch(), name="kafka-metadata"))
         while True:
-            batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+            batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_RECORDS)
             by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
             for partition, records in batch.items():
                 by_topic[partition.topic].extend(records)
             for topic, records in by_topic.items():
-                self._hub.channels[topic].publish(records)
+                channel = self._hub.channels[topic]
+                channel.stats.records_consumed += len(records)
+                channel.publish(records)
 
     async def _connect(self) -> None:
         """Start the clients and make the first assignment, retrying while

@@ -22,11 +22,11 @@ import asyncio
 import contextlib
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from bridge import sse
 from bridge.catchup import CatchUps, Since
-from bridge.hub import Channel, CloseReason, Subscriber
+from bridge.hub import Channel, CloseReason, Resume, Subscriber
 
 HEARTBEAT = sse.format_comment()
 HEADERS = [
@@ -61,16 +61,22 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscriber = Subscriber(self.outbox_bytes)
+        stats = self.channel.stats
         start = self.start
         catchup = None
-        if isinstance(start, Since) or (start is not None and self.channel.ring.uncovered(start)):
+        if start is None:
+            self.channel.subscribe(subscriber, None)
+        elif isinstance(start, Since) or self.channel.ring.uncovered(start):
+            stats.resumes[Resume.SINCE if isinstance(start, Since) else Resume.KAFKA] += 1
             catchup = asyncio.create_task(self.catchups.resume(self.channel, subscriber, start))
         else:
+            stats.resumes[Resume.RING] += 1
             self.channel.subscribe(subscriber, start)
+        stats.streams_opened += 1
         writer = listener = None
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
-            await send({"type": "http.response.body", "body": self.preamble, "more_body": True})
+            await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
+            await self._send(send, {"type": "http.response.body", "body": self.preamble, "more_body": True})
             writer = asyncio.create_task(self._write(send, subscriber))
             listener = asyncio.create_task(_wait_for_disconnect(receive))
             await asyncio.wait((writer, listener, subscriber.closed), return_when=asyncio.FIRST_COMPLETED)
@@ -85,14 +91,29 @@ class EventStream(Response):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            # Nobody closed a stream that failed (a send raised, or it was cancelled).
+            stats.streams_closed[subscriber.reason or CloseReason.ERROR] += 1
         if subscriber.reason is CloseReason.SLOW:
             raise SlowClientDisconnect
         if subscriber.reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(self, send: Send, subscriber: Subscriber) -> None:
+        stats = self.channel.stats
         while (data := await subscriber.take(self.heartbeat)) is not None:
-            await send({"type": "http.response.body", "body": data or HEARTBEAT, "more_body": True})
+            await self._send(send, {"type": "http.response.body", "body": data or HEARTBEAT, "more_body": True})
+            if data:
+                stats.delivered_bytes += len(data)
+            else:
+                stats.heartbeats += 1
+
+    async def _send(self, send: Send, message: Message) -> None:
+        try:
+            await send(message)
+        except BaseException:
+            # An OSError, or the writer cancelled mid-send: the hub cut a slow client stuck on a full TCP window.
+            self.channel.stats.send_failures += 1
+            raise
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

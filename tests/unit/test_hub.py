@@ -16,6 +16,7 @@ class Record:
     offset: int
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
+    timestamp: int = 0
 
 
 def channel(start: Sequence[int] = (0, 0), ring_records: int = 100) -> Channel:

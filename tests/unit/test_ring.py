@@ -3,8 +3,8 @@ from __future__ import annotations
 from bridge.ring import Entry, RingBuffer
 
 
-def entry(partition: int, offset: int, position: tuple[int, ...]) -> Entry:
-    return Entry(partition, offset, position, f"{partition}:{offset}".encode())
+def entry(partition: int, offset: int, position: tuple[int, ...], timestamp_ms: int = 0) -> Entry:
+    return Entry(partition, offset, position, f"{partition}:{offset}".encode(), timestamp_ms)
 
 
 def filled(max_records: int = 4, max_bytes: int = 1000) -> RingBuffer:
@@ -56,3 +56,16 @@ def test_partitions_added_later_start_where_told() -> None:
     ring = filled()
     ring.add_partitions([0])
     assert ring.uncovered((11, 21)) == []  # the cursor predates partition 2: from its beginning, 0
+
+
+def test_span_is_newest_minus_oldest_timestamp_of_what_is_kept() -> None:
+    ring = RingBuffer([0, 0], max_records=2, max_bytes=1000)
+    assert ring.span_ms == 0
+    ring.append(entry(0, 0, (1, 0), timestamp_ms=1000))
+    assert ring.span_ms == 0
+    ring.append(entry(1, 0, (1, 1), timestamp_ms=1500))
+    assert ring.span_ms == 500
+    ring.append(entry(0, 1, (2, 1), timestamp_ms=4000))  # evicts the record of 1000
+    assert ring.span_ms == 2500
+    ring.append(entry(1, 1, (2, 2), timestamp_ms=3000))  # a producer whose clock is behind
+    assert ring.span_ms == 0

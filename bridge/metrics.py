@@ -1,0 +1,143 @@
+"""Prometheus metrics for ``GET /metrics``, every name prefixed ``kafka_sse_bridge_``.
+
+Nothing is counted here. What happens is counted where it happens, as plain
+ints on each channel's ``TopicStats`` (hub.py): the hub's publish adds once
+per batch (events times subscribers), a stream once per write. A collector reads
+those counters at scrape time, together with the state the gauges show
+(subscribers, ring, consumer lag, catch-ups, Kafka). Scrapes run on the event
+loop thread, where that state changes, so they see it consistent without
+locks; a scrape costs O(topics * partitions).
+
+Topic labels come from the hub's channels, which exist only for served
+topics, so their number is bounded by what ``--topics`` matches; every label
+set a topic can have is there, at 0, from the moment it is served.
+
+Every app has a registry of its own (``create_app`` makes one), so apps in one
+interpreter (tests) share nothing. The bridge runs one process per port with
+one Kafka consumer; replicas are separate processes. Prometheus scrapes each
+process on its own port and sums across instances: there are no forked
+workers sharing a port, so no multiprocess mode is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from bridge.catchup import CatchUps
+from bridge.hub import Channel, Hub, TopicStats
+
+PREFIX = "kafka_sse_bridge_"
+# Streams cut by the connection limits (reliability issue); listed now so dashboards find them at 0.
+RESERVED_CLOSE_REASONS = ("limit",)
+
+_TOPIC_COUNTERS: Sequence[tuple[str, str, Callable[[TopicStats], int]]] = (
+    ("streams_opened", "SSE streams started", lambda stats: stats.streams_opened),
+    (
+        "events_delivered",
+        "Record events handed to subscribers: live, replayed from the ring, caught up from Kafka",
+        lambda stats: stats.events_delivered,
+    ),
+    ("delivered_bytes", "Bytes written to streams, heartbeats aside", lambda stats: stats.delivered_bytes),
+    ("records_consumed", "Records read by this process's Kafka consumer", lambda stats: stats.records_consumed),
+)
+_TOPIC_GAUGES: Sequence[tuple[str, str, Callable[[Channel], float]]] = (
+    ("subscribers", "Connected streams: live, waiting or catching up", lambda channel: channel.stats.connected),
+    ("ring_records", "Records in the ring buffer", lambda channel: len(channel.ring)),
+    ("ring_bytes", "Bytes of encoded events in the ring buffer", lambda channel: channel.ring.size_bytes),
+    (
+        "ring_span_seconds",
+        "Newest minus oldest record timestamp in the ring: how far back a resume from memory reaches",
+        lambda channel: channel.ring.span_ms / 1000,
+    ),
+)
+
+
+class KafkaState(Protocol):
+    """What the metrics read of the Kafka source (source.KafkaSource)."""
+
+    @property
+    def reachable(self) -> bool: ...
+    @property
+    def ready(self) -> bool: ...
+    def end_offset(self, topic: str, partition: int) -> int | None: ...
+
+
+class BridgeCollector:
+    def __init__(self, hub: Hub, kafka: KafkaState, catchups: CatchUps) -> None:
+        self._hub = hub
+        self._kafka = kafka
+        self._catchups = catchups
+
+    def collect(self) -> Iterator[Metric]:
+        channels = [self._hub.channels[topic] for topic in sorted(self._hub.channels)]
+        for name, documentation, counted in _TOPIC_COUNTERS:
+            counter = CounterMetricFamily(PREFIX + name, documentation, labels=["topic"])
+            for channel in channels:
+                counter.add_metric([channel.topic], counted(channel.stats))
+            yield counter
+        for name, documentation, measured in _TOPIC_GAUGES:
+            gauge = GaugeMetricFamily(PREFIX + name, documentation, labels=["topic"])
+            for channel in channels:
+                gauge.add_metric([channel.topic], measured(channel))
+            yield gauge
+        closed = CounterMetricFamily(PREFIX + "streams_closed", "SSE streams ended, by why", labels=["topic", "reason"])
+        resumes = CounterMetricFamily(
+            PREFIX + "resumes",
+            "Streams that did not start live, by how they found their start",
+            labels=["topic", "kind"],
+        )
+        lag = GaugeMetricFamily(
+            PREFIX + "consumer_lag_records",
+            "Log end offset (as of the last fetch) minus the bridge's position",
+            labels=["topic", "partition"],
+        )
+        for channel in channels:
+            topic = channel.topic
+            for reason, count in channel.stats.streams_closed.items():
+                closed.add_metric([topic, reason.value], count)
+            for reserved in RESERVED_CLOSE_REASONS:
+                closed.add_metric([topic, reserved], 0)
+            for kind, count in channel.stats.resumes.items():
+                resumes.add_metric([topic, kind.value], count)
+            for partition, position in enumerate(channel.position):
+                end = self._kafka.end_offset(topic, partition)
+                if end is not None:
+                    lag.add_metric([topic, str(partition)], end - position)
+        yield from (closed, resumes, lag)
+        yield CounterMetricFamily(
+            PREFIX + "heartbeats", "Heartbeat comments sent", value=sum(c.stats.heartbeats for c in channels)
+        )
+        yield CounterMetricFamily(
+            PREFIX + "send_failures",
+            "Writes to a stream that raised: cut mid-write for being slow, or a connection error",
+            value=sum(c.stats.send_failures for c in channels),
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "catchups_in_progress", "Catch-ups reading Kafka", value=self._catchups.running
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "catchups_waiting", "Clients waiting for a catch-up slot", value=self._catchups.waiting
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "kafka_connected", "1 if the last metadata request was answered", value=int(self._kafka.reachable)
+        )
+        yield GaugeMetricFamily(PREFIX + "ready", "1 if /readyz answers 200", value=int(self._kafka.ready))
+
+
+def create_registry(hub: Hub, kafka: KafkaState, catchups: CatchUps) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_*: memory, CPU, open files
+    PlatformCollector(registry=registry)  # python_info
+    registry.register(BridgeCollector(hub, kafka, catchups))
+    return registry
+
+
+def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The registry in the format the scraper accepts (Prometheus text or OpenMetrics), and its content type."""
+    encode, content_type = choose_encoder(accept or "")
+    return encode(registry), content_type

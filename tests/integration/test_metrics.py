@@ -1,0 +1,172 @@
+"""GET /metrics after real traffic: the values, not only the names, since a
+dashboard reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.cluster import Cluster
+from tests.support.sseparse import Event
+
+pytestmark = pytest.mark.kafka
+
+StartBridge = Callable[..., Any]
+PARTITIONS = ("0", "1", "2")
+
+
+class Scrape:
+    """One answer of /metrics, parsed as Prometheus parses it."""
+
+    def __init__(self, text: str) -> None:
+        self.samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The sample ``kafka_sse_bridge_<name>`` with exactly these labels."""
+        found = [s.value for s in self.samples if s.name == f"kafka_sse_bridge_{name}" and s.labels == labels]
+        assert len(found) <= 1, (name, labels)
+        return found[0] if found else None
+
+
+async def scrape(bridge: BridgeProcess) -> Scrape:
+    async with httpx.AsyncClient(base_url=bridge.url) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return Scrape(response.text)
+
+
+async def eventually(bridge: BridgeProcess, check: Callable[[Scrape], bool], timeout: float = 20.0) -> Scrape:
+    """Scrape until ``check`` holds: closing a stream, a write and a fetch finish after the client has seen them."""
+    deadline = time.monotonic() + timeout
+    while not check(metrics := await scrape(bridge)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"metrics never got there:\n{[s for s in metrics.samples if 'bridge' in s.name]}")
+        await asyncio.sleep(0.1)
+    return metrics
+
+
+def frame_bytes(events: Sequence[Event]) -> int:
+    """What the bridge wrote for these events (one-line values of type message)."""
+    return sum(len(f"id: {event.id}\ndata: {event.data}\n\n".encode()) for event in events)
+
+
+async def test_delivery_subscribers_ring_and_lag(bridge: BridgeProcess, cluster: Cluster, topic: str) -> None:
+    values = [orjson.dumps({"n": n}) for n in range(90)]
+    async with open_stream(bridge.url, topic) as first, open_stream(bridge.url, topic) as second:
+        await cluster.produce(topic, values[:1])
+        await asyncio.sleep(1.1)  # the ring's span: between the first record and the others
+        await cluster.produce(topic, values[1:])
+        events = await first.events(len(values))
+        assert await second.events(len(values)) == events
+        written = frame_bytes(events)
+        metrics = await eventually(
+            bridge,
+            lambda m: (
+                m.value("delivered_bytes_total", topic=topic) == 2 * written
+                and (m.value("heartbeats_total") or 0) >= 1  # --heartbeat 1
+                and all(m.value("consumer_lag_records", topic=topic, partition=p) == 0 for p in PARTITIONS)
+            ),
+        )
+        assert metrics.value("subscribers", topic=topic) == 2
+        assert metrics.value("streams_opened_total", topic=topic) == 2
+        assert metrics.value("events_delivered_total", topic=topic) == 2 * len(values)
+        assert metrics.value("records_consumed_total", topic=topic) == len(values)
+        assert metrics.value("ring_records", topic=topic) == len(values)
+        assert metrics.value("ring_bytes", topic=topic) == written
+        span = metrics.value("ring_span_seconds", topic=topic)
+        assert span is not None
+        assert 1.0 <= span < 30
+        for kind in ("ring", "kafka", "gap", "since"):
+            assert metrics.value("resumes_total", topic=topic, kind=kind) == 0
+        assert metrics.value("kafka_connected") == 1
+        assert metrics.value("ready") == 1
+        assert metrics.value("catchups_in_progress") == 0
+        assert metrics.value("catchups_waiting") == 0
+    metrics = await eventually(bridge, lambda m: m.value("subscribers", topic=topic) == 0)
+    assert metrics.value("streams_closed_total", topic=topic, reason="client_left") == 2
+    for reason in ("slow", "shutdown", "error", "limit"):
+        assert metrics.value("streams_closed_total", topic=topic, reason=reason) == 0
+    assert metrics.value("send_failures_total") == 0
+    assert any(s.name == "process_resident_memory_bytes" for s in metrics.samples)
+
+
+async def test_resumes_are_counted_by_kind(start_bridge: StartBridge, cluster: Cluster, topic: str) -> None:
+    bridge: BridgeProcess = await start_bridge(ring_records="10")
+    await bridge.wait_for_topic(topic, 3)
+    await cluster.produce(topic, [orjson.dumps({"n": n}) for n in range(30)])
+    async with open_stream(bridge.url, topic, last_event_id="0.0.0") as from_kafka:
+        last = (await from_kafka.events(30))[-1].id
+    async with open_stream(bridge.url, topic, last_event_id=last):
+        pass  # the ring covers the live position, with nothing to replay
+    async with open_stream(bridge.url, topic, query={"since": "earliest"}) as since:
+        await since.events(30)
+    await cluster.delete_records(topic, {0: 5})
+    async with open_stream(bridge.url, topic, last_event_id="0.0.0") as past_retention:
+        assert (await past_retention.next_event()).type == "gap"
+        await past_retention.events(25)
+    metrics = await eventually(bridge, lambda m: m.value("subscribers", topic=topic) == 0)
+    resumes = {
+        kind: metrics.value("resumes_total", topic=topic, kind=kind) for kind in ("ring", "kafka", "gap", "since")
+    }
+    assert resumes == {"ring": 1, "kafka": 2, "gap": 1, "since": 1}
+    # every record event a client got, counted once, whether from Kafka or the ring
+    assert metrics.value("events_delivered_total", topic=topic) == 30 + 0 + 30 + 25
+    assert metrics.value("records_consumed_total", topic=topic) == 30
+    assert metrics.value("ring_records", topic=topic) == 10
+    assert metrics.value("streams_closed_total", topic=topic, reason="client_left") == 4
+    assert metrics.value("catchups_in_progress") == 0
+
+
+async def stalled_reader(bridge: BridgeProcess, topic: str, last_event_id: str | None = None) -> asyncio.StreamWriter:
+    """A connection that never reads: once the socket buffers are full, the bridge's send to it blocks."""
+    _, writer = await asyncio.open_connection("127.0.0.1", bridge.port, limit=1024)
+    resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+    writer.write(f"GET /sse/{topic} HTTP/1.1\r\nHost: x\r\n{resume}\r\n".encode())
+    await writer.drain()
+    return writer
+
+
+# ~12 MB: more than the loopback socket buffers plus a 1 MiB outbox
+LARGE = [orjson.dumps({"n": n, "pad": "y" * 2000}) for n in range(6000)]
+
+
+async def test_catch_ups_running_and_waiting(start_bridge: StartBridge, cluster: Cluster, topic: str) -> None:
+    bridge: BridgeProcess = await start_bridge(ring_records="10", max_catchups="1")
+    await bridge.wait_for_topic(topic, 3)
+    await cluster.produce(topic, LARGE)
+    stalled = await stalled_reader(bridge, topic, last_event_id="0.0.0")  # its catch-up keeps the only slot
+    await eventually(bridge, lambda m: m.value("catchups_in_progress") == 1)
+    async with open_stream(bridge.url, topic, last_event_id="0.0.0") as waiting:
+        metrics = await eventually(bridge, lambda m: m.value("catchups_waiting") == 1)
+        assert metrics.value("catchups_in_progress") == 1
+        assert metrics.value("subscribers", topic=topic) == 2
+        stalled.close()
+        await stalled.wait_closed()
+        await waiting.events(len(LARGE), timeout=60)
+        metrics = await eventually(bridge, lambda m: m.value("catchups_in_progress") == 0)
+        assert metrics.value("catchups_waiting") == 0
+        assert metrics.value("subscribers", topic=topic) == 1
+
+
+async def test_a_slow_client_is_counted(start_bridge: StartBridge, cluster: Cluster, topic: str) -> None:
+    bridge: BridgeProcess = await start_bridge(outbox_bytes="1048576")
+    await bridge.wait_for_topic(topic, 3)
+    stalled = await stalled_reader(bridge, topic)
+    await eventually(bridge, lambda m: m.value("subscribers", topic=topic) == 1)
+    await cluster.produce(topic, LARGE)
+    metrics = await eventually(bridge, lambda m: m.value("streams_closed_total", topic=topic, reason="slow") == 1)
+    stalled.close()
+    await stalled.wait_closed()
+    assert metrics.value("subscribers", topic=topic) == 0
+    # cut while its writer was blocked in send
+    assert (metrics.value("send_failures_total") or 0) >= 1
+    assert metrics.value("records_consumed_total", topic=topic) == len(LARGE)
