@@ -1,0 +1,134 @@
+"""docker-compose's nginx, run for real on loopback in front of bridge processes.
+
+The configuration is config/nginx/ as the ``lb`` service mounts it, with
+exactly three changes, each of which must apply once (so a reshaped file
+fails loudly instead of being tested half):
+
+- the upstream's ``server bridge:8000 resolve …`` (Docker's DNS name, and
+  ``resolve``, which needs nginx >= 1.27.3) becomes one ``server`` per
+  bridge process on loopback, with the same parameters;
+- ``listen 80`` becomes a free loopback port;
+- the http block gets temp paths under the prefix directory, so nginx needs
+  nothing outside it; and, when asked, ``proxy_ignore_headers
+  X-Accel-Buffering`` so that only nginx's own settings decide buffering.
+
+Logs go where the container sends them, stdout (access) and stderr (errors),
+here captured in files of the prefix directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bridge.localkafka import free_port
+from tests.ops.stackfiles import ROOT, tool
+
+NGINX_DIR = ROOT / "config" / "nginx"
+UPSTREAM_SERVER = re.compile(r"server\s+bridge:(?P<port>\d+)\s+resolve(?P<parameters>[^;]*);")
+LISTEN = re.compile(r"listen\s+80;")
+HTTP_BLOCK = re.compile(r"^http\s*\{", re.MULTILINE)
+
+
+def _replace_once(pattern: re.Pattern[str], replacement: str, text: str) -> str:
+    changed, count = pattern.subn(lambda _: replacement, text)
+    assert count == 1, f"config/nginx/nginx.conf: expected exactly one match of {pattern.pattern!r}, found {count}"
+    return changed
+
+
+def upstream_port() -> int:
+    """The port nginx.conf expects the bridge replicas on."""
+    match = UPSTREAM_SERVER.search((NGINX_DIR / "nginx.conf").read_text())
+    assert match is not None, "config/nginx/nginx.conf has no `server bridge:PORT resolve …;` upstream"
+    return int(match["port"])
+
+
+def render(prefix: Path, upstream_ports: Sequence[int], port: int, *, ignore_accel_buffering: bool = False) -> Path:
+    """config/nginx/ for loopback, in ``prefix``; returns the main file."""
+    for source in NGINX_DIR.iterdir():
+        shutil.copy(source, prefix / source.name)
+    text = (NGINX_DIR / "nginx.conf").read_text()
+    parameters = UPSTREAM_SERVER.search(text)
+    assert parameters is not None, "config/nginx/nginx.conf has no `server bridge:PORT resolve …;` upstream"
+    servers = "\n        ".join(f"server 127.0.0.1:{p}{parameters['parameters']};" for p in upstream_ports)
+    text = _replace_once(UPSTREAM_SERVER, servers, text)
+    text = _replace_once(LISTEN, f"listen 127.0.0.1:{port};", text)
+    local = [f"{name}_temp_path {prefix / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")]
+    if ignore_accel_buffering:
+        local.append("proxy_ignore_headers X-Accel-Buffering;")
+    text = _replace_once(HTTP_BLOCK, "http {\n    " + "\n    ".join(local), text)
+    main = prefix / "nginx.conf"
+    main.write_text(text)
+    return main
+
+
+@dataclass
+class Nginx:
+    upstream_ports: Sequence[int]
+    ignore_accel_buffering: bool = False
+    port: int = field(default_factory=free_port)
+    prefix: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="nginx-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.prefix.chmod(0o755)  # workers may run as an unprivileged user
+        self.config = render(self.prefix, self.upstream_ports, self.port,
+                             ignore_accel_buffering=self.ignore_accel_buffering)  # fmt: skip
+        self.access_log = self.prefix / "stdout.log"
+        self.error_log = self.prefix / "stderr.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self, *extra: str) -> list[str]:
+        return [tool("nginx"), "-p", f"{self.prefix}/", "-e", str(self.error_log), "-c", str(self.config),
+                "-g", f"pid {self.prefix / 'nginx.pid'}; daemon off;", *extra]  # fmt: skip
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """``nginx -t``: the configuration is valid."""
+        return subprocess.run(self.command("-t"), capture_output=True, text=True, timeout=30, check=False)
+
+    async def start(self, timeout: float = 10.0) -> None:
+        with open(self.access_log, "ab") as stdout, open(self.error_log, "ab") as stderr:
+            self.process = subprocess.Popen(self.command(), stdout=stdout, stderr=stderr)
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.errors()}")
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"nginx does not answer in {timeout} s:\n{self.errors()}")
+
+    def stop(self) -> None:
+        """Stop nginx and delete its directory (configuration, logs, temp files)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+    def errors(self) -> str:
+        return self.error_log.read_text(errors="replace") if self.error_log.exists() else ""
+
+    def requests(self, path: str) -> list[str]:
+        """Access log lines (written when a request ends) for requests of ``path``."""
+        lines = self.access_log.read_text(errors="replace").splitlines() if self.access_log.exists() else []
+        return [line for line in lines if f" {path} HTTP/" in line or f" {path}?" in line]
