@@ -66,10 +66,11 @@ def record_event(record: KafkaRecord, *, id: str, type_header: str | None) -> by
     value = record.value
     if value is None:
         return sse.format_event(data=b"", event=TOMBSTONE, id=id)
-    try:
-        value.decode()
-    except UnicodeDecodeError:
-        return sse.format_event(data=base64.b64encode(value), event=BINARY, id=id)
+    if not value.isascii():  # ASCII is UTF-8; only other values need the full check
+        try:
+            value.decode()
+        except UnicodeDecodeError:
+            return sse.format_event(data=base64.b64encode(value), event=BINARY, id=id)
     event = event_type_from_headers(record.headers, type_header) if record.headers else None
     return sse.format_event(data=value, event=event, id=id)
 

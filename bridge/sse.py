@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
-_FORBIDDEN_IN_FIELD = re.compile(r"[\r\n\x00]")
 
 
 class FramingError(ValueError):
@@ -20,7 +19,8 @@ class FramingError(ValueError):
 
 
 def _check_field(name: str, value: str) -> bytes:
-    if _FORBIDDEN_IN_FIELD.search(value):
+    # three `in` tests beat a regex search on these short strings, once per record
+    if "\n" in value or "\r" in value or "\x00" in value:
         raise FramingError(f"SSE {name} must not contain CR, LF or NUL: {value!r}")
     return value.encode()
 
@@ -36,7 +36,7 @@ def format_event(*, data: bytes, event: str | None = None, id: str | None = None
         parts.append(b"id: " + _check_field("id", id) + b"\n")
     if event is not None:
         parts.append(b"event: " + _check_field("event", event) + b"\n")
-    if _LINE_END.search(data) is None:
+    if b"\n" not in data and b"\r" not in data:  # most values: no regex
         parts.append(b"data: " + data + b"\n")
     else:
         parts.extend(b"data: " + line + b"\n" for line in _LINE_END.split(data))
