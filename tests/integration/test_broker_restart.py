@@ -1,0 +1,70 @@
+"""The bridge outlives its broker: a broker killed and started again costs
+open streams nothing, and the consumer goes on from the exact offsets it had."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+
+from bridge.localkafka import LocalKafka
+from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.cluster import Cluster, unique_topic
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+async def own_broker() -> AsyncIterator[LocalKafka]:
+    """A broker of this test's own: killing the session's would disturb the others."""
+    broker = LocalKafka()
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker
+    finally:
+        broker.remove()
+
+
+async def readiness(bridge: BridgeProcess) -> int:
+    async with httpx.AsyncClient(base_url=bridge.url) as client:
+        return (await client.get("/readyz")).status_code
+
+
+async def wait_for_readiness(bridge: BridgeProcess, status: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (current := await readiness(bridge)) != status:
+        assert time.monotonic() < deadline, f"/readyz stayed {current}, expected {status}"
+        await asyncio.sleep(0.2)
+
+
+async def test_streams_survive_a_broker_restart_and_lose_nothing(own_broker: LocalKafka) -> None:
+    cluster = Cluster(own_broker.bootstrap_servers)
+    topic = await cluster.create_topic(unique_topic("restart"), partitions=3)
+    bridge = BridgeProcess(own_broker.bootstrap_servers)
+    await bridge.start()
+    try:
+        await bridge.wait_for_topic(topic, 3)
+        before = [orjson.dumps({"n": n}) for n in range(60)]
+        after = [orjson.dumps({"n": n}) for n in range(60, 150)]
+        async with open_stream(bridge.url, topic) as client:
+            await cluster.produce(topic, before)
+            received = await client.events(len(before))
+            own_broker.kill()  # SIGKILL, as a crash
+            await wait_for_readiness(bridge, 503)
+            assert bridge.process is not None
+            assert bridge.process.poll() is None
+            await asyncio.to_thread(own_broker.start)
+            await wait_for_readiness(bridge, 200)
+            await cluster.produce(topic, after)
+            received += await client.events(len(after), timeout=60)
+            heartbeats = client.parser.comments.count("")
+        assert sorted(event.data for event in received) == sorted(value.decode() for value in before + after)
+        assert len({event.id for event in received}) == len(received)
+        assert heartbeats >= 1  # the stream stayed open and alive while the broker was away
+    finally:
+        assert bridge.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
