@@ -231,9 +231,9 @@ async def test_slow_subscriber_is_disconnected_while_a_fast_one_keeps_up(
 async def test_partitions_and_topics_added_later_are_served(
     bridge: BridgeProcess, cluster: Cluster, topic: str
 ) -> None:
-    await cluster.add_partitions(topic, 4)
-    await bridge.wait_for_topic(topic, 4)
-    async with open_stream(bridge.url, topic) as stream:
+    async with open_stream(bridge.url, topic) as stream:  # connected before the partition exists
+        await cluster.add_partitions(topic, 4)
+        await bridge.wait_for_topic(topic, 4)
         await cluster.produce(topic, [b"to-the-new-partition"], partition_of=[3], partitions=4)
         event = await stream.next_event()
     assert event.data == "to-the-new-partition"
