@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bridge import cursor as cursors
 from bridge.catchup import CatchUps, Since, parse_since
 from bridge.config import Settings
-from bridge.hub import Hub
+from bridge.hub import AHEAD_WAIT_SECONDS, CloseReason, Hub
 from bridge.metrics import create_registry, exposition
 from bridge.source import KafkaSource
 from bridge.stream import EventStream
@@ -34,7 +34,10 @@ def error_response(status: int, error: str, message: str, headers: Mapping[str, 
 
 
 def create_app(settings: Settings) -> FastAPI:
-    hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=settings.type_header)
+    # An id ahead of this replica waits for it at least two looks for new partitions long.
+    ahead_wait = max(AHEAD_WAIT_SECONDS, 2 * settings.metadata_interval + 1)
+    hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=settings.type_header,
+              ahead_wait=ahead_wait)  # fmt: skip
     source = KafkaSource(settings, hub)
     catchups = CatchUps(settings)
     registry = create_registry(hub, source, catchups)
@@ -48,8 +51,12 @@ def create_app(settings: Settings) -> FastAPI:
             await source.stop()
 
     app = FastAPI(title="kafka-sse-bridge", lifespan=lifespan, default_response_class=JSON)
-    app.state.hub = hub
-    app.state.source = source
+
+    def end_streams(reason: CloseReason) -> None:
+        hub.close_all(reason)
+        catchups.close_all(reason)
+
+    app.state.end_streams = end_streams
     index_page = resources.files("bridge").joinpath("static/index.html").read_text()
 
     @app.exception_handler(StarletteHTTPException)

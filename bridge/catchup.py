@@ -39,6 +39,8 @@ MAX_TIMESTAMP_MS = 2**63 - 1
 # Records encoded between two awaits: aiokafka would hand over a whole fetch
 # (hundreds of thousands), stalling every other connection for the encoding.
 BATCH_RECORDS = 5000
+# A client that takes no catch-up event for this long holds a reader slot for nothing.
+STALLED_CLIENT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class CatchUps:
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot
+        self._subscribers: set[Subscriber] = set()
 
     async def resume(self, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since) -> None:
         """Bring ``subscriber`` from ``start`` to the live channel. Failures
@@ -98,11 +101,18 @@ class CatchUps:
             bootstrap_servers=",".join(self._settings.bootstrap_servers), group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip
-        await consumer.start()
+        self._subscribers.add(subscriber)
         try:
+            await consumer.start()
             await self._read(consumer, channel, subscriber, start)
         finally:
+            self._subscribers.discard(subscriber)
             await consumer.stop()
+
+    def close_all(self, reason: CloseReason) -> None:
+        """End the streams still catching up (they are in no channel yet)."""
+        for subscriber in tuple(self._subscribers):
+            subscriber.close(reason)
 
     async def _read(
         self, consumer: AIOKafkaConsumer, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since
@@ -110,19 +120,27 @@ class CatchUps:
         topic = channel.topic
         position: list[int] = []
         delivered = 0
+
+        def with_unknown(known: list[int]) -> list[int]:
+            """The position plus the cursor's offsets of partitions this bridge has not seen yet."""
+            return known + list(start[len(known) :]) if isinstance(start, tuple) else known
+
         while True:
             if len(position) < len(channel.position):  # at the start, or partitions were added
                 added = [TopicPartition(topic, p) for p in range(len(position), len(channel.position))]
                 consumer.assign([*consumer.assignment(), *added])
-                position.extend(await self._starts(consumer, channel, subscriber, added, start))
+                starts, gap = await self._starts(consumer, channel, subscriber, added, start)
+                if gap and not position:  # counted once, for the resume itself
+                    channel.stats.resumes[Resume.GAP] += 1
+                position.extend(starts)
                 for partition, offset in enumerate(position):
                     consumer.seek(TopicPartition(topic, partition), offset)
             if subscriber.reason is not None:
                 return
             if not channel.ring.uncovered(position):
                 logger.info("catch-up on %s read %d record(s) from Kafka, joins live at %s",
-                            topic, delivered, cursors.encode(position))  # fmt: skip
-                channel.subscribe(subscriber, position)
+                            topic, delivered, cursors.encode(with_unknown(position)))  # fmt: skip
+                channel.subscribe(subscriber, with_unknown(position))
                 return
             # Partitions read up to the live position wait; the others are fetched.
             caught_up = {TopicPartition(topic, p) for p, offset in enumerate(position) if offset >= channel.position[p]}
@@ -138,12 +156,21 @@ class CatchUps:
                         consumer.seek(tp, position[tp.partition])
                         break
                     position[tp.partition] = record.offset + 1
-                    frames.append(record_event(record, id=cursors.encode(position), type_header=channel.type_header))
+                    frames.append(record_event(record, id=cursors.encode(with_unknown(position)),
+                                               type_header=channel.type_header))  # fmt: skip
+            for tp in consumer.assignment() - caught_up:
+                # Offsets that hold no record (transaction markers, compacted away) are
+                # passed by the consumer without a record: move past them too.
+                fetched_to = await consumer.position(tp)
+                position[tp.partition] = max(position[tp.partition], min(fetched_to, channel.position[tp.partition]))
             if frames:
                 delivered += len(frames)
                 channel.stats.events_delivered += len(frames)
                 subscriber.push_backlog(frames)
-                await subscriber.drained()
+                try:
+                    await asyncio.wait_for(subscriber.drained(), STALLED_CLIENT_SECONDS)
+                except TimeoutError:
+                    subscriber.close(CloseReason.SLOW)  # it holds a slot and a consumer: let it reconnect
 
     async def _starts(
         self,
@@ -152,19 +179,19 @@ class CatchUps:
         subscriber: Subscriber,
         partitions: list[TopicPartition],
         start: tuple[int, ...] | Since,
-    ) -> list[int]:
-        """Where each of ``partitions`` starts, announcing offsets Kafka no longer has."""
+    ) -> tuple[list[int], bool]:
+        """Where each of ``partitions`` starts, and whether a gap event announced
+        offsets Kafka no longer has."""
         earliest = await consumer.beginning_offsets(partitions)
         if isinstance(start, Since) and start.timestamp_ms is not None:
             found = await consumer.offsets_for_times({tp: start.timestamp_ms for tp in partitions})
             ends = await consumer.end_offsets(partitions)
-            return [found[tp].offset if found[tp] is not None else ends[tp] for tp in partitions]
+            return [found[tp].offset if found[tp] is not None else ends[tp] for tp in partitions], False
         if isinstance(start, Since):
-            return [earliest[tp] for tp in partitions]
+            return [earliest[tp] for tp in partitions], False
         requested = [cursors.offset_for(start, tp.partition) for tp in partitions]
         lost = [(tp.partition, offset, earliest[tp]) for tp, offset in zip(partitions, requested, strict=True)
                 if offset < earliest[tp]]  # fmt: skip
         if lost:
             subscriber.push_backlog([gap_event(channel.topic, lost)])
-            channel.stats.resumes[Resume.GAP] += 1
-        return [max(offset, earliest[tp]) for tp, offset in zip(partitions, requested, strict=True)]
+        return [max(offset, earliest[tp]) for tp, offset in zip(partitions, requested, strict=True)], bool(lost)

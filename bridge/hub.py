@@ -96,12 +96,15 @@ class Subscriber:
     def push_backlog(self, frames: Iterable[bytes]) -> None:
         """Replay is not held against the outbox bound: it is shared ring
         memory, and the client cannot have fallen behind it yet."""
+        if self.reason is not None:
+            return
         self._backlog.extend(frames)
         self._wake()
 
-    def close(self, reason: CloseReason) -> None:
+    def close(self, reason: CloseReason) -> CloseReason:
+        """Close for ``reason``, unless already closed; the reason it closed for."""
         if self.reason is not None:
-            return
+            return self.reason
         self.reason = reason
         self._chunks.clear()
         self._backlog.clear()
@@ -110,6 +113,7 @@ class Subscriber:
         self._wake()
         if self._drain_waiter is not None:
             _release(self._drain_waiter)
+        return reason
 
     async def take(self, timeout: float) -> bytes | None:
         """The next bytes to write: b"" after ``timeout`` idle seconds (time
@@ -165,8 +169,9 @@ class Channel:
     """One served topic: its position, its ring, its subscribers and its counters."""
 
     def __init__(self, topic: str, start: Sequence[int], *, ring_records: int, ring_bytes: int,
-                 type_header: str | None) -> None:  # fmt: skip
+                 type_header: str | None, ahead_wait: float = AHEAD_WAIT_SECONDS) -> None:  # fmt: skip
         self.topic = topic
+        self.ahead_wait = ahead_wait
         self.position = list(start)
         self.ring = RingBuffer(start, max_records=ring_records, max_bytes=ring_bytes)
         self.type_header = type_header
@@ -187,17 +192,18 @@ class Channel:
             frame = record_event(record, id=cursors.encode(position), type_header=self.type_header)
             frames.append(frame)
             self.ring.append(Entry(record.partition, record.offset, position, frame, record.timestamp))
+        if frames and self.subscribers:
+            chunk = b"".join(frames)
+            for subscriber in tuple(self.subscribers):
+                subscriber.push(chunk)
+                if subscriber.reason is not None:
+                    self.subscribers.discard(subscriber)
+            # Those still here took the chunk: counted once per batch, not per subscriber.
+            self.stats.events_delivered += len(frames) * len(self.subscribers)
+        # After the fan-out: a client the batch brings level replays it from the
+        # ring, so it must not get the live chunk as well.
         if self._waiting:
             self._attach_caught_up()
-        if not frames or not self.subscribers:
-            return
-        chunk = b"".join(frames)
-        for subscriber in tuple(self.subscribers):
-            subscriber.push(chunk)
-            if subscriber.reason is not None:
-                self.subscribers.discard(subscriber)
-        # Those still here took the chunk: counted once per batch, not per subscriber.
-        self.stats.events_delivered += len(frames) * len(self.subscribers)
 
     def subscribe(self, subscriber: Subscriber, cursor: Sequence[int] | None) -> None:
         """Replay what ``cursor`` has not seen, then go live.
@@ -206,12 +212,12 @@ class Channel:
         a client from further back catches up from Kafka first (catchup.py).
         A cursor ahead of this channel (another replica read further, or this
         one has not yet seen a new partition) waits, stream open, until the
-        channel gets there; if it does not within ``AHEAD_WAIT_SECONDS`` the
+        channel gets there; if it does not within ``ahead_wait`` seconds the
         offsets do not exist (a forged id, a recreated topic): a ``reset``
         event says so and those partitions go on from the live position.
         """
         if cursor is not None and self._ahead(cursor):
-            timer = asyncio.get_running_loop().call_later(AHEAD_WAIT_SECONDS, self._give_up, subscriber)
+            timer = asyncio.get_running_loop().call_later(self.ahead_wait, self._give_up, subscriber)
             self._waiting[subscriber] = (cursor, timer)
             return
         self._attach(subscriber, cursor)
@@ -275,15 +281,17 @@ def _replayed_frame(entry: Entry, cursor: Sequence[int]) -> bytes:
 class Hub:
     """The channels of every served topic."""
 
-    def __init__(self, *, ring_records: int, ring_bytes: int, type_header: str | None) -> None:
+    def __init__(self, *, ring_records: int, ring_bytes: int, type_header: str | None,
+                 ahead_wait: float = AHEAD_WAIT_SECONDS) -> None:  # fmt: skip
         self.channels: dict[str, Channel] = {}
+        self._ahead_wait = ahead_wait
         self._ring_records = ring_records
         self._ring_bytes = ring_bytes
         self._type_header = type_header
 
     def open_channel(self, topic: str, start: Sequence[int]) -> Channel:
         channel = Channel(topic, start, ring_records=self._ring_records, ring_bytes=self._ring_bytes,
-                          type_header=self._type_header)  # fmt: skip
+                          type_header=self._type_header, ahead_wait=self._ahead_wait)  # fmt: skip
         self.channels[topic] = channel
         return channel
 

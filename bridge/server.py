@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
 from bridge.app import create_app
 from bridge.config import Settings
-from bridge.hub import CloseReason, Hub
+from bridge.hub import CloseReason
 from bridge.stream import SlowClientDisconnect
 
 # Streams still open this long after they were told to end are cut.
@@ -31,14 +32,14 @@ class _HideSlowClientDisconnects(logging.Filter):
 
 
 class BridgeServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, end_streams: Callable[[CloseReason], None]) -> None:
         super().__init__(config)
-        self._hub = hub
+        self._end_streams = end_streams
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Runs at super().shutdown()'s first await, after the listening
         # sockets are closed, so no browser reconnects to this process.
-        asyncio.get_running_loop().call_soon(self._hub.close_all, CloseReason.SHUTDOWN)
+        asyncio.get_running_loop().call_soon(self._end_streams, CloseReason.SHUTDOWN)
         await super().shutdown(sockets)
 
 
@@ -49,8 +50,8 @@ def build_server(settings: Settings) -> BridgeServer:
         log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )  # fmt: skip
     logging.getLogger("uvicorn.error").addFilter(_HideSlowClientDisconnects())
-    hub: Hub = app.state.hub
-    return BridgeServer(config, hub)
+    end_streams: Callable[[CloseReason], None] = app.state.end_streams
+    return BridgeServer(config, end_streams)
 
 
 def serve(settings: Settings) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -51,7 +51,7 @@ class KafkaSource:
         self._tasks: list[asyncio.Task[None]] = []
         self.assigned = False  # the first discovery is done: served topics are known
         self.reachable = False  # the last metadata request was answered
-        self.failed: BaseException | None = None  # the reader died: a bug, shown by /readyz and the log
+        self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
 
     @property
     def ready(self) -> bool:
@@ -71,14 +71,17 @@ class KafkaSource:
             auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip
         self._admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=METADATA_TIMEOUT_MS)
-        task = asyncio.create_task(self._run(), name="kafka-source")
-        task.add_done_callback(self._on_reader_done)
+        self._start_task(self._run(), "kafka-source")
+
+    def _start_task(self, work: Coroutine[None, None, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._on_task_done)
         self._tasks.append(task)
 
-    def _on_reader_done(self, task: asyncio.Task[None]) -> None:
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.failed = task.exception()
-            logger.error("the Kafka reader stopped", exc_info=self.failed)
+            logger.error("%s stopped", task.get_name(), exc_info=self.failed)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -90,7 +93,7 @@ class KafkaSource:
 
     async def _run(self) -> None:
         await self._connect()
-        self._tasks.append(asyncio.create_task(self._watch(), name="kafka-metadata"))
+        self._start_task(self._watch(), "kafka-metadata")
         while True:
             batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_RECORDS)
             by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)

@@ -82,20 +82,21 @@ class EventStream(Response):
             await asyncio.wait((writer, listener, subscriber.closed), return_when=asyncio.FIRST_COMPLETED)
             if listener.done():
                 subscriber.close(CloseReason.CLIENT_LEFT)
-            elif writer.done():
-                writer.result()  # the writer only ends by failing: let that surface
+            elif writer.done() and not subscriber.closed.done():
+                writer.result()  # the writer ends by itself only by failing: let that surface
         finally:
+            # ERROR only if nothing closed it yet (a failure, a cancellation): no catch-up may join it to live
+            reason = subscriber.close(CloseReason.ERROR)
             self.channel.unsubscribe(subscriber)
             for task in (writer, listener, catchup):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            # Nobody closed a stream that failed (a send raised, or it was cancelled).
-            stats.streams_closed[subscriber.reason or CloseReason.ERROR] += 1
-        if subscriber.reason is CloseReason.SLOW:
+            stats.streams_closed[reason] += 1
+        if reason is CloseReason.SLOW:
             raise SlowClientDisconnect
-        if subscriber.reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
+        if reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
             await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(self, send: Send, subscriber: Subscriber) -> None:

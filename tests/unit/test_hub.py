@@ -104,6 +104,9 @@ async def test_a_cursor_ahead_of_the_channel_waits_until_it_catches_up() -> None
     topic.publish([Record(0, 1, b"b"), Record(1, 0, b"x")])
     assert subscriber in topic.subscribers
     assert [(e.data, e.id) for e in events_of(await asyncio.wait_for(subscriber.take(1), 1))] == [("x", "2.1")]
+    assert await subscriber.take(0.01) == b""  # the batch that brought it level is not sent again live
+    topic.publish([Record(0, 2, b"c")])
+    assert [(e.data, e.id) for e in events_of(await subscriber.take(1))] == [("c", "3.1")]
 
 
 async def test_close_all_ends_live_and_waiting_subscribers() -> None:
