@@ -17,11 +17,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from bridge import cursor as cursors
 from bridge.localkafka import LocalKafka
 from tests.support.bridgeproc import BridgeProcess, open_stream
 from tests.support.cluster import Cluster
+from tests.support.scrape import eventually
 from tests.support.sseparse import Event
 
 pytestmark = pytest.mark.kafka
@@ -219,3 +221,27 @@ async def test_random_disconnects_and_reconnects_lose_and_repeat_nothing(
         async with open_stream(bridge.url, topic, last_event_id=cursor) as client:
             received.extend(await client.events(produced.produced - len(received)))
         assert produced.grouped(received) == produced.after((0, 0, 0)), f"seed {seed}"
+
+
+async def test_a_catch_up_passes_transaction_markers(
+    start_bridge: StartBridge, kafka: LocalKafka, cluster: Cluster, topic: str
+) -> None:
+    """A transaction's commit marker takes an offset but is no record: a client's
+    id stops before it, a freshly started bridge's live position after it. The
+    catch-up between the two must pass the marker and join live."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, transactional_id=f"tx-{topic}")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for n in range(5):
+                await producer.send(topic, orjson.dumps({"n": n}), partition=0)
+    finally:
+        await producer.stop()
+    bridge: BridgeProcess = await start_bridge()  # starts at the live end: after the marker
+    await bridge.wait_for_topic(topic, 3)
+    async with open_stream(bridge.url, topic, last_event_id="5.0.0") as client:  # the id after the last record
+        joined = await eventually(bridge, lambda metrics: metrics.value("catchups_in_progress") == 0, timeout=10)
+        assert joined.value("resumes_total", topic=topic, kind="kafka") == 1
+        await cluster.produce(topic, [b"live"], partition_of=[1])
+        event = await client.next_event()
+    assert (event.data, event.id) == ("live", "6.1.0")
