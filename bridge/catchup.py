@@ -12,9 +12,10 @@ At most ``max_catchups`` readers run at once; other clients wait their turn
 with their stream open and heartbeats flowing. A reader reads no faster than
 its client takes the events.
 
-Offsets below what Kafka still retains are reported first with a ``gap`` event
+Offsets below what Kafka still retains are reported with a ``gap`` event
 (``{"topic", "partitions": [{"partition", "requested", "first_available"}]}``)
-and resume from the first available offset.
+and resume from the first available offset: at the start, and also when
+retention removes records while the reader is still on its way to them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 
 from bridge import cursor as cursors
 from bridge.config import Settings
@@ -99,7 +101,8 @@ class CatchUps:
             return
         consumer = AIOKafkaConsumer(
             bootstrap_servers=",".join(self._settings.bootstrap_servers), group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            # "none": records deleted under the reader raise, so the client hears of the gap
+            auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip
         self._subscribers.add(subscriber)
         try:
@@ -146,7 +149,11 @@ class CatchUps:
             caught_up = {TopicPartition(topic, p) for p, offset in enumerate(position) if offset >= channel.position[p]}
             consumer.pause(*caught_up)
             consumer.resume(*(consumer.assignment() - caught_up))
-            batch = await consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS * 2, max_records=BATCH_RECORDS)
+            try:
+                batch = await consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS * 2, max_records=BATCH_RECORDS)
+            except OffsetOutOfRangeError as error:  # retention removed records while this reader was reading
+                await self._skip_deleted(consumer, channel, subscriber, position, error.args[0])
+                continue
             frames = []
             for tp, records in batch.items():
                 live = channel.position[tp.partition]
@@ -171,6 +178,22 @@ class CatchUps:
                     await asyncio.wait_for(subscriber.drained(), STALLED_CLIENT_SECONDS)
                 except TimeoutError:
                     subscriber.close(CloseReason.SLOW)  # it holds a slot and a consumer: let it reconnect
+
+    async def _skip_deleted(
+        self,
+        consumer: AIOKafkaConsumer,
+        channel: Channel,
+        subscriber: Subscriber,
+        position: list[int],
+        out_of_range: dict[TopicPartition, int],
+    ) -> None:
+        earliest = await consumer.beginning_offsets(list(out_of_range))
+        lost = [(tp.partition, offset, earliest[tp]) for tp, offset in out_of_range.items() if offset < earliest[tp]]
+        if lost:
+            subscriber.push_backlog([gap_event(channel.topic, lost)])
+        for tp in out_of_range:
+            position[tp.partition] = max(position[tp.partition], earliest[tp])
+            consumer.seek(tp, position[tp.partition])
 
     async def _starts(
         self,

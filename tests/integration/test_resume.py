@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaProducer
 
 from bridge import cursor as cursors
 from bridge.localkafka import LocalKafka
-from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.bridgeproc import BridgeProcess, dechunk, open_stream
 from tests.support.cluster import Cluster
 from tests.support.scrape import eventually
-from tests.support.sseparse import Event
+from tests.support.sseparse import Event, Parser
 
 pytestmark = pytest.mark.kafka
 
@@ -245,3 +245,33 @@ async def test_a_catch_up_passes_transaction_markers(
         await cluster.produce(topic, [b"live"], partition_of=[1])
         event = await client.next_event()
     assert (event.data, event.id) == ("live", "6.1.0")
+
+
+async def test_records_deleted_during_a_catch_up_are_reported_as_a_gap(
+    start_bridge: StartBridge, cluster: Cluster, produced: Topic, topic: str
+) -> None:
+    bridge = await small_ring_bridge(start_bridge, topic)
+    await produced.produce(6000, partitions=[0] * 6000, pad=2000)  # ~12 MB, more than the socket buffers hold
+    # A client that does not read for now: the catch-up stops where the buffers are full.
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port, limit=1024)
+    writer.write(f"GET /sse/{topic} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0.0.0\r\n\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(1)
+    await cluster.delete_records(topic, {0: 5000})
+    events: list[Event] = []
+    raw, deadline = b"", time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the gap and the 1000 records after it are in
+        raw += await asyncio.wait_for(reader.read(1 << 20), 10)
+        events = Parser().feed(dechunk(raw.split(b"\r\n\r\n", 1)[1]))
+        gap_at = next((i for i, event in enumerate(events) if event.type == "gap"), len(events))
+        if len(events) - gap_at - 1 >= 1000 or len(events) >= 6000:
+            break
+    writer.close()
+    gaps = [event for event in events if event.type == "gap"]
+    assert len(gaps) == 1
+    (lost,) = orjson.loads(gaps[0].data)["partitions"]
+    before = events.index(gaps[0])
+    assert lost == {"partition": 0, "requested": before, "first_available": 5000}
+    assert [event.data for event in events if event.type == "message"] == (
+        produced.records[0][:before] + produced.records[0][5000:]
+    )

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from bridge import cursor as cursors
-from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.bridgeproc import BridgeProcess, dechunk, open_stream
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.sseparse import Event, Parser
 
@@ -98,22 +98,12 @@ async def test_resume_after_a_cut_in_the_middle_of_an_event(
     body = raw.split(b"\r\n\r\n", 1)[1]
     cut = body.index(b"data: ", body.index(b'"n":39')) if b'"n":39' in body else len(body) - 7
     parser = Parser()
-    seen = [event for event in parser.feed(_dechunk(body[:cut])) if event.data]
+    seen = [event for event in parser.feed(dechunk(body[:cut])) if event.data]
     assert seen
     assert seen == everything[: len(seen)]
     async with open_stream(bridge.url, topic, last_event_id=parser.last_event_id) as resumed:
         rest = await resumed.events(len(values) - len(seen))
     assert seen + rest == everything
-
-
-def _dechunk(body: bytes) -> bytes:
-    """Undo HTTP/1.1 chunked encoding, tolerating a last chunk cut short."""
-    out, position = [], 0
-    while (line_end := body.find(b"\r\n", position)) != -1:
-        size = int(body[position:line_end], 16)
-        out.append(body[line_end + 2 : line_end + 2 + size])
-        position = line_end + 2 + size + 2
-    return b"".join(out)
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -220,7 +210,7 @@ async def test_slow_subscriber_is_disconnected_while_a_fast_one_keeps_up(
     while chunk := await asyncio.wait_for(reader.read(65536), max(0.01, deadline - time.monotonic())):
         raw += chunk  # a TimeoutError here means the server never closed the slow connection
     writer.close()
-    body = _dechunk(raw.split(b"\r\n\r\n", 1)[1])
+    body = dechunk(raw.split(b"\r\n\r\n", 1)[1])
     got = [event.data for event in Parser().feed(body)]
     assert len(got) < len(values)
     assert got == [event.data for event in received[: len(got)]]

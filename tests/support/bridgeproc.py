@@ -139,3 +139,13 @@ async def open_stream(url: str, topic: str, last_event_id: str | None = None,
             yield stream
         finally:
             await stream.close()
+
+
+def dechunk(body: bytes) -> bytes:
+    """HTTP/1.1 chunked body to bytes; of a last chunk cut short, what arrived."""
+    out, position = [], 0
+    while (line_end := body.find(b"\r\n", position)) != -1:
+        size = int(body[position:line_end], 16)
+        out.append(body[line_end + 2 : line_end + 2 + size])
+        position = line_end + 2 + size + 2
+    return b"".join(out)
