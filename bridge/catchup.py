@@ -187,12 +187,11 @@ class CatchUps:
         position: list[int],
         out_of_range: dict[TopicPartition, int],
     ) -> None:
-        earliest = await consumer.beginning_offsets(list(out_of_range))
-        lost = [(tp.partition, offset, earliest[tp]) for tp, offset in out_of_range.items() if offset < earliest[tp]]
-        if lost:
-            subscriber.push_backlog([gap_event(channel.topic, lost)])
-        for tp in out_of_range:
-            position[tp.partition] = max(position[tp.partition], earliest[tp])
+        resumed = _announce_deleted(
+            channel, subscriber, out_of_range, await consumer.beginning_offsets(list(out_of_range))
+        )
+        for tp, offset in resumed.items():
+            position[tp.partition] = max(position[tp.partition], offset)
             consumer.seek(tp, position[tp.partition])
 
     async def _starts(
@@ -205,16 +204,24 @@ class CatchUps:
     ) -> tuple[list[int], bool]:
         """Where each of ``partitions`` starts, and whether a gap event announced
         offsets Kafka no longer has."""
-        earliest = await consumer.beginning_offsets(partitions)
         if isinstance(start, Since) and start.timestamp_ms is not None:
             found = await consumer.offsets_for_times({tp: start.timestamp_ms for tp in partitions})
             ends = await consumer.end_offsets(partitions)
             return [found[tp].offset if found[tp] is not None else ends[tp] for tp in partitions], False
+        earliest = await consumer.beginning_offsets(partitions)
         if isinstance(start, Since):
             return [earliest[tp] for tp in partitions], False
-        requested = [cursors.offset_for(start, tp.partition) for tp in partitions]
-        lost = [(tp.partition, offset, earliest[tp]) for tp, offset in zip(partitions, requested, strict=True)
-                if offset < earliest[tp]]  # fmt: skip
-        if lost:
-            subscriber.push_backlog([gap_event(channel.topic, lost)])
-        return [max(offset, earliest[tp]) for tp, offset in zip(partitions, requested, strict=True)], bool(lost)
+        requested = {tp: cursors.offset_for(start, tp.partition) for tp in partitions}
+        resumed = _announce_deleted(channel, subscriber, requested, earliest)
+        return [resumed[tp] for tp in partitions], resumed != requested
+
+
+def _announce_deleted(
+    channel: Channel, subscriber: Subscriber, requested: dict[TopicPartition, int], earliest: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Where to read from: the requested offset, or the first one Kafka still
+    has, announced to the client with a gap event."""
+    lost = [(tp.partition, offset, earliest[tp]) for tp, offset in requested.items() if offset < earliest[tp]]
+    if lost:
+        subscriber.push_backlog([gap_event(channel.topic, lost)])
+    return {tp: max(offset, earliest[tp]) for tp, offset in requested.items()}
