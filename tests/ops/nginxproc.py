@@ -18,20 +18,17 @@ here captured in files of the prefix directory.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from bridge.localkafka import free_port
 from tests.ops.stackfiles import ROOT, tool
+from tests.support.serving import wait_until_serving
 
 NGINX_DIR = ROOT / "config" / "nginx"
 UPSTREAM_SERVER = re.compile(r"server\s+bridge:(?P<port>\d+)\s+resolve(?P<parameters>[^;]*);")
@@ -101,18 +98,7 @@ class Nginx:
     async def start(self, timeout: float = 10.0) -> None:
         with open(self.access_log, "ab") as stdout, open(self.error_log, "ab") as stderr:
             self.process = subprocess.Popen(self.command(), stdout=stdout, stderr=stderr)
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(base_url=self.url) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.errors()}")
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"nginx does not answer in {timeout} s:\n{self.errors()}")
+        await wait_until_serving("nginx", self.process, f"{self.url}/healthz", timeout, self.errors)
 
     def stop(self) -> None:
         """Stop nginx and delete its directory (configuration, logs, temp files)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from bridge.localkafka import free_port
+from tests.support.serving import wait_until_serving
 from tests.support.sseparse import Event, Parser
 
 
@@ -45,18 +46,7 @@ class BridgeProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(base_url=self.url) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"bridge exited with {self.process.returncode}:\n{self.log()}")
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"bridge not ready in {timeout} s:\n{self.log()}")
+        await wait_until_serving("bridge", self.process, f"{self.url}/readyz", timeout, self.log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
