@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Header, Query, Request
@@ -16,10 +16,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bridge import cursor as cursors
 from bridge.catchup import CatchUps, Since, parse_since
 from bridge.config import Settings
-from bridge.hub import AHEAD_WAIT_SECONDS, CloseReason, Hub
+from bridge.filters import FilterError, parse_filter
+from bridge.formats import Format
+from bridge.hub import Hub
 from bridge.metrics import create_registry, exposition
+from bridge.outbox import CloseReason
 from bridge.source import KafkaSource
 from bridge.stream import EventStream
+from bridge.views import AHEAD_WAIT_SECONDS, Cursor, Subscription
+
+MAX_TOPICS = 32  # on one stream
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}}, 400: {}, 404: {}, 503: {}
+}  # fmt: skip
+# Route parameters, at module level so that FastAPI can resolve them (annotations are strings)
+LastEventId = Annotated[str | None, Header(max_length=cursors.MAX_CURSOR_LENGTH)]
+LastEventIdQuery = Annotated[str | None, Query(alias="lastEventId", max_length=cursors.MAX_CURSOR_LENGTH)]
+SinceQuery = Annotated[str | None, Query(max_length=64)]
+FormatQuery = Annotated[Format | None, Query()]
+TopicsQuery = Annotated[list[str], Query(min_length=1, max_length=MAX_TOPICS)]
 
 
 class JSON(Response):
@@ -91,47 +106,57 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/topics")
     async def topics() -> dict[str, list[dict[str, object]]]:
-        """The served topics, with the bridge's current position in each partition."""
-        served = [{"topic": name, "partitions": len(channel.position), "position": channel.position}
-                  for name, channel in sorted(hub.channels.items())]  # fmt: skip
+        """The served topics: partitions, the bridge's position in each and
+        each one's log end offset as of the bridge's last fetch."""
+        served = [
+            {"topic": name, "partitions": len(channel.position), "position": channel.position,
+             "end_offsets": [source.end_offset(name, p) or offset for p, offset in enumerate(channel.position)]}
+            for name, channel in sorted(hub.channels.items())
+        ]  # fmt: skip
         return {"topics": served}
 
-    @app.get(
-        "/sse/{topic}",
-        response_class=EventStream,
-        response_model=None,
-        responses={200: {"content": {"text/event-stream": {}}}, 400: {}, 404: {}, 503: {}},
-    )
-    async def stream(
-        topic: str,
-        last_event_id: Annotated[str | None, Header(max_length=cursors.MAX_CURSOR_LENGTH)] = None,
-        last_event_id_query: Annotated[
-            str | None, Query(alias="lastEventId", max_length=cursors.MAX_CURSOR_LENGTH)
-        ] = None,
-        since: Annotated[str | None, Query(max_length=64)] = None,
-    ) -> EventStream | JSON:
-        """The topic's records as Server-Sent Events, resuming after the
-        ``Last-Event-ID`` header (or ``lastEventId`` query parameter), or
-        starting at ``since`` (ISO-8601 time, epoch milliseconds or
-        ``earliest``); an event id wins over ``since``."""
-        channel = hub.channels.get(topic)
-        if channel is None:
+    def event_stream(request: Request, topics: Sequence[str], raw_id: str | None, since: str | None,
+                     format: Format | None) -> EventStream | JSON:  # fmt: skip
+        missing = [topic for topic in topics if topic not in hub.channels]
+        if missing:
             if not source.assigned:
                 return error_response(503, "not_ready", "the bridge has not reached Kafka yet", {"Retry-After": "2"})
-            return error_response(404, "unknown_topic", f"topic {topic!r} is not served by this bridge")
-        # An empty id is what a browser that saw no event yet may send: no cursor.
-        raw_id = last_event_id or last_event_id_query
-        start: tuple[int, ...] | Since | None = None
+            return error_response(404, "unknown_topic", f"topic {missing[0]!r} is not served by this bridge")
         try:
-            if raw_id:
-                start = cursors.parse(raw_id)
+            subscription = Subscription.of(topics, parse_filter(request.query_params.multi_items()),
+                                           format or Format(settings.format))  # fmt: skip
+        except FilterError as error:
+            return error_response(400, "bad_filter", str(error))
+        start: Cursor | Since | None = None
+        try:
+            if raw_id:  # an empty id is what a browser that saw no event yet may send: no cursor
+                start = cursors.parse_streams(raw_id, len(subscription.topics))
             elif since is not None:
                 start = parse_since(since)
         except cursors.CursorError as error:
             return error_response(400, "bad_event_id", str(error))
         except ValueError as error:
             return error_response(400, "bad_since", str(error))
-        return EventStream(channel, start, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
-                           retry_ms=settings.retry_ms)  # fmt: skip
+        return EventStream(hub.view(subscription), start, catchups, outbox_bytes=settings.outbox_bytes,
+                           heartbeat=settings.heartbeat, retry_ms=settings.retry_ms)  # fmt: skip
+
+    @app.get("/sse/{topic}", response_class=EventStream, response_model=None, responses=STREAM_RESPONSES)
+    async def stream(request: Request, topic: str, last_event_id: LastEventId = None,
+                     last_event_id_query: LastEventIdQuery = None, since: SinceQuery = None,
+                     format: FormatQuery = None) -> EventStream | JSON:  # fmt: skip
+        """The topic's records as Server-Sent Events, resuming after the
+        ``Last-Event-ID`` header (or ``lastEventId`` query parameter), or
+        starting at ``since`` (ISO-8601 time, epoch milliseconds or
+        ``earliest``); an event id wins over ``since``. Filters (``key``,
+        ``header.NAME``, ``where``) and ``format`` as in the README's "Subscribing"."""
+        return event_stream(request, [topic], last_event_id or last_event_id_query, since, format)
+
+    @app.get("/sse", response_class=EventStream, response_model=None, responses=STREAM_RESPONSES)
+    async def streams(request: Request, topic: TopicsQuery,
+                      last_event_id: LastEventId = None, last_event_id_query: LastEventIdQuery = None,
+                      since: SinceQuery = None, format: FormatQuery = None) -> EventStream | JSON:  # fmt: skip
+        """Several topics on one stream (``topic=a&topic=b``), records in
+        arrival order, one id covering every topic; otherwise as ``/sse/{topic}``."""
+        return event_stream(request, topic, last_event_id or last_event_id_query, since, format)
 
     return app

@@ -1,11 +1,14 @@
 """Catch-up: what a client missed, read from Kafka itself, then handed to the live channel.
 
-A client whose cursor the ring no longer covers (or that asked for a point in
-time with ``since``) gets a short-lived reader of its own. The reader delivers
+A client whose cursor the rings no longer cover (or that asked for a point in
+time with ``since``) gets a short-lived reader of its own, over every topic
+of its stream. Records its filter skips move its position on all the same,
+and a batch that skipped some ends with an id-only frame, so a client that
+reconnects mid-way does not read them again. The reader delivers
 records from the client's cursor on, but never at or past the channel's live
 position: those are the channel's to deliver. As soon as the ring covers the
-reader's position, the client subscribes to the channel, which replays the
-rest from the ring and goes live. That last step does not await, so no record
+reader's position in every topic, the client subscribes to its view, which
+replays the rest from the rings and goes live. That last step does not await, so no record
 can fall between Kafka and the ring: no gap, no duplicate.
 
 At most ``max_catchups`` readers run at once; other clients wait their turn
@@ -25,14 +28,18 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
 from bridge import cursor as cursors
+from bridge import sse
 from bridge.config import Settings
-from bridge.events import gap_event, record_event
-from bridge.hub import Channel, CloseReason, Resume, Subscriber
+from bridge.events import gap_event
+from bridge.formats import ParsedRecord
+from bridge.hub import Channel, Resume
+from bridge.outbox import CloseReason, Subscriber
 from bridge.source import FETCH_MAX_WAIT_MS
+from bridge.views import Cursor, View
 
 logger = logging.getLogger("bridge.catchup")
 
@@ -77,8 +84,8 @@ class CatchUps:
         self.waiting = 0  # for a slot
         self._subscribers: set[Subscriber] = set()
 
-    async def resume(self, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since) -> None:
-        """Bring ``subscriber`` from ``start`` to the live channel. Failures
+    async def resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
+        """Bring ``subscriber`` from ``start`` to the live view. Failures
         end the stream cleanly; the browser reconnects with its last id."""
         try:
             self.waiting += 1
@@ -88,15 +95,15 @@ class CatchUps:
                 self.waiting -= 1
             self.running += 1
             try:
-                await self._resume(channel, subscriber, start)
+                await self._resume(view, subscriber, start)
             finally:
                 self.running -= 1
                 self._slots.release()
         except Exception:
-            logger.exception("catch-up on %s failed; the client will reconnect", channel.topic)
+            logger.exception("catch-up on %s failed; the client will reconnect", ",".join(view.subscription.topics))
             subscriber.close(CloseReason.ERROR)
 
-    async def _resume(self, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since) -> None:
+    async def _resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
         if subscriber.reason is not None:
             return
         consumer = AIOKafkaConsumer(
@@ -107,7 +114,7 @@ class CatchUps:
         self._subscribers.add(subscriber)
         try:
             await consumer.start()
-            await self._read(consumer, channel, subscriber, start)
+            await _Reader(consumer, view, subscriber, start).run()
         finally:
             self._subscribers.discard(subscriber)
             await consumer.stop()
@@ -117,93 +124,127 @@ class CatchUps:
         for subscriber in tuple(self._subscribers):
             subscriber.close(reason)
 
-    async def _read(
-        self, consumer: AIOKafkaConsumer, channel: Channel, subscriber: Subscriber, start: tuple[int, ...] | Since
-    ) -> None:
-        topic = channel.topic
-        position: list[int] = []
+
+class _Reader:
+    """One client's catch-up: its position in every topic of its view."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
+        self.consumer = consumer
+        self.view = view
+        self.subscriber = subscriber
+        self.start = start
+        self.positions: list[list[int]] = [[] for _ in view.channels]
+        self.index = {channel.topic: index for index, channel in enumerate(view.channels)}
+
+    def cursor(self) -> Cursor:
+        """The positions, plus the cursor's offsets of partitions this bridge has not seen yet."""
+        start = self.start
+        if isinstance(start, Since):
+            return tuple(map(tuple, self.positions))
+        return tuple((*known, *start[index][len(known) :]) for index, known in enumerate(self.positions))
+
+    async def run(self) -> None:
+        consumer, view, subscriber = self.consumer, self.view, self.subscriber
         delivered = 0
-
-        def with_unknown(known: list[int]) -> list[int]:
-            """The position plus the cursor's offsets of partitions this bridge has not seen yet."""
-            return known + list(start[len(known) :]) if isinstance(start, tuple) else known
-
         while True:
-            if len(position) < len(channel.position):  # at the start, or partitions were added
-                added = [TopicPartition(topic, p) for p in range(len(position), len(channel.position))]
-                consumer.assign([*consumer.assignment(), *added])
-                starts, gap = await self._starts(consumer, channel, subscriber, added, start)
-                if gap and not position:  # counted once, for the resume itself
-                    channel.stats.resumes[Resume.GAP] += 1
-                position.extend(starts)
-                for partition, offset in enumerate(position):
-                    consumer.seek(TopicPartition(topic, partition), offset)
+            await self._assign_new_partitions()
             if subscriber.reason is not None:
                 return
-            if not channel.ring.uncovered(position):
+            if view.replayable(self.positions):
                 logger.info("catch-up on %s read %d record(s) from Kafka, joins live at %s",
-                            topic, delivered, cursors.encode(with_unknown(position)))  # fmt: skip
-                channel.subscribe(subscriber, with_unknown(position))
+                            ",".join(view.subscription.topics), delivered,
+                            cursors.encode_streams(self.cursor()))  # fmt: skip
+                view.subscribe(subscriber, self.cursor())
                 return
             # Partitions read up to the live position wait; the others are fetched.
-            caught_up = {TopicPartition(topic, p) for p, offset in enumerate(position) if offset >= channel.position[p]}
+            caught_up = {
+                TopicPartition(channel.topic, p)
+                for channel, position in zip(view.channels, self.positions, strict=True)
+                for p, offset in enumerate(position)
+                if offset >= channel.position[p]
+            }
             consumer.pause(*caught_up)
             consumer.resume(*(consumer.assignment() - caught_up))
             try:
                 batch = await consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS * 2, max_records=BATCH_RECORDS)
             except OffsetOutOfRangeError as error:  # retention removed records while this reader was reading
-                await self._skip_deleted(consumer, channel, subscriber, position, error.args[0])
+                await self._skip_deleted(error.args[0])
                 continue
-            frames = []
-            for tp, records in batch.items():
-                live = channel.position[tp.partition]
-                for record in records:
-                    if record.offset >= live:
-                        # the channel delivers from here; read this partition again next time round
-                        consumer.seek(tp, position[tp.partition])
-                        break
-                    position[tp.partition] = record.offset + 1
-                    frames.append(record_event(record, id=cursors.encode(with_unknown(position)),
-                                               type_header=channel.type_header))  # fmt: skip
+            frames, skipped = self._encode(batch)
+            delivered += len(frames)
             for tp in consumer.assignment() - caught_up:
                 # Offsets that hold no record (transaction markers, compacted away) are
                 # passed by the consumer without a record: move past them too.
                 fetched_to = await consumer.position(tp)
+                channel, position = self._partition_of(tp)
                 position[tp.partition] = max(position[tp.partition], min(fetched_to, channel.position[tp.partition]))
+            if skipped:  # the filter's skipped records are passed: a reconnect does not read them again
+                frames.append(sse.format_id(cursors.encode_streams(self.cursor())))
             if frames:
-                delivered += len(frames)
-                channel.stats.events_delivered += len(frames)
                 subscriber.push_backlog(frames)
                 try:
                     await asyncio.wait_for(subscriber.drained(), STALLED_CLIENT_SECONDS)
                 except TimeoutError:
                     subscriber.close(CloseReason.SLOW)  # it holds a slot and a consumer: let it reconnect
 
-    async def _skip_deleted(
-        self,
-        consumer: AIOKafkaConsumer,
-        channel: Channel,
-        subscriber: Subscriber,
-        position: list[int],
-        out_of_range: dict[TopicPartition, int],
-    ) -> None:
-        resumed = _announce_deleted(
-            channel, subscriber, out_of_range, await consumer.beginning_offsets(list(out_of_range))
-        )
-        for tp, offset in resumed.items():
-            position[tp.partition] = max(position[tp.partition], offset)
-            consumer.seek(tp, position[tp.partition])
+    def _partition_of(self, tp: TopicPartition) -> tuple[Channel, list[int]]:
+        index = self.index[tp.topic]
+        return self.view.channels[index], self.positions[index]
+
+    def _encode(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> tuple[list[bytes], bool]:
+        """The events of a fetched batch below the live positions, and whether the filter skipped any."""
+        frames: list[bytes] = []
+        skipped = False
+        for tp, records in batch.items():
+            channel, position = self._partition_of(tp)
+            live = channel.position[tp.partition]
+            kept = 0
+            for record in records:
+                if record.offset >= live:
+                    # the channel delivers from here; read this partition again next time round
+                    self.consumer.seek(tp, position[tp.partition])
+                    break
+                position[tp.partition] = record.offset + 1
+                parsed = ParsedRecord(record)
+                if not self.view.filter.matches(parsed):
+                    skipped = True
+                    continue
+                kept += 1
+                frames.append(self.view.event(self.index[tp.topic], parsed, cursors.encode_streams(self.cursor())))
+            channel.stats.events_delivered += kept
+        return frames, skipped
+
+    async def _assign_new_partitions(self) -> None:
+        """At the start, or when partitions were added: read them too, from where they start."""
+        for index, channel in enumerate(self.view.channels):
+            position = self.positions[index]
+            if len(position) >= len(channel.position):
+                continue
+            added = [TopicPartition(channel.topic, p) for p in range(len(position), len(channel.position))]
+            self.consumer.assign([*self.consumer.assignment(), *added])
+            start = self.start if isinstance(self.start, Since) else self.start[index]
+            starts, gap = await self._starts(channel, added, start)
+            if gap and not position:  # counted once, for the resume itself
+                channel.stats.resumes[Resume.GAP] += 1
+            position.extend(starts)
+            for partition, offset in enumerate(position):
+                self.consumer.seek(TopicPartition(channel.topic, partition), offset)
+
+    async def _skip_deleted(self, out_of_range: dict[TopicPartition, int]) -> None:
+        earliest = await self.consumer.beginning_offsets(list(out_of_range))
+        for topic in {tp.topic for tp in out_of_range}:
+            channel, position = self._partition_of(TopicPartition(topic, 0))
+            requested = {tp: offset for tp, offset in out_of_range.items() if tp.topic == topic}
+            for tp, offset in _announce_deleted(channel, self.subscriber, requested, earliest).items():
+                position[tp.partition] = max(position[tp.partition], offset)
+                self.consumer.seek(tp, position[tp.partition])
 
     async def _starts(
-        self,
-        consumer: AIOKafkaConsumer,
-        channel: Channel,
-        subscriber: Subscriber,
-        partitions: list[TopicPartition],
-        start: tuple[int, ...] | Since,
+        self, channel: Channel, partitions: list[TopicPartition], start: tuple[int, ...] | Since
     ) -> tuple[list[int], bool]:
         """Where each of ``partitions`` starts, and whether a gap event announced
         offsets Kafka no longer has."""
+        consumer = self.consumer
         if isinstance(start, Since) and start.timestamp_ms is not None:
             found = await consumer.offsets_for_times({tp: start.timestamp_ms for tp in partitions})
             ends = await consumer.end_offsets(partitions)
@@ -212,7 +253,7 @@ class CatchUps:
         if isinstance(start, Since):
             return [earliest[tp] for tp in partitions], False
         requested = {tp: cursors.offset_for(start, tp.partition) for tp in partitions}
-        resumed = _announce_deleted(channel, subscriber, requested, earliest)
+        resumed = _announce_deleted(channel, self.subscriber, requested, earliest)
         return [resumed[tp] for tp in partitions], resumed != requested
 
 

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     type_header: str | None = Field(
         default="event-type", min_length=1, description="record header whose value becomes the SSE event type"
     )
+    format: Literal["raw", "envelope"] = Field(
+        default="raw", description="event data when a stream does not ask: raw (the value) or envelope (JSON)"
+    )
     metadata_interval: float = Field(
         default=5.0, gt=0, le=3600, description="seconds between looks for new topics and partitions"
     )

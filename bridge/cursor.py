@@ -9,9 +9,12 @@ means the same on every replica and after any restart.
 A cursor with fewer offsets than the topic has partitions means "from the
 beginning" for the missing ones (a partition added after the id was issued).
 
-The characters ``~`` and ``,`` are reserved for cursors that cover several
-topics (a later extension); a single-topic id never contains them, so ids
-issued today stay valid.
+A stream over several topics has one cursor per topic, in the order of the
+topics' names (not the order the URL lists them, so the same set of topics
+always reads the same id), joined by ``~``: ``120.98.77~5.6`` is topic ``a``
+at 120.98.77 and topic ``b`` at 5.6 for ``?topic=b&topic=a``. A single-topic
+id never contains ``~``, so a one-topic stream keeps plain ids. ``,`` stays
+reserved.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 
 MAX_CURSOR_LENGTH = 8192
 MAX_OFFSET_DIGITS = 19  # Kafka offsets are signed 64-bit integers
+TOPIC_SEPARATOR = "~"
 
 
 class CursorError(ValueError):
@@ -42,6 +46,21 @@ def parse(text: str) -> tuple[int, ...]:
             raise CursorError(f"the event id {_shorten(text)!r} is not a list of offsets joined by '.'")
         offsets.append(int(part))
     return tuple(offsets)
+
+
+def encode_streams(cursors: Sequence[Sequence[int]]) -> str:
+    """One id for a stream over several topics: their cursors, in topic-name order, joined by ``~``."""
+    return TOPIC_SEPARATOR.join(map(encode, cursors))
+
+
+def parse_streams(text: str, topics: int) -> tuple[tuple[int, ...], ...]:
+    """The per-topic cursors of a stream over ``topics`` topics."""
+    parts = text.split(TOPIC_SEPARATOR)
+    if len(parts) != topics:
+        raise CursorError(f"the event id {_shorten(text)!r} covers {len(parts)} topic(s), this stream has {topics}")
+    if len(text) > MAX_CURSOR_LENGTH:
+        raise CursorError(f"the event id is longer than {MAX_CURSOR_LENGTH} characters")
+    return tuple(parse(part) for part in parts)
 
 
 def offset_for(cursor: Sequence[int], partition: int) -> int:

@@ -1,7 +1,7 @@
 """The recent past of one topic, as encoded events, for exact resume.
 
-The ring keeps the last records of a topic (bounded by a count and by bytes)
-together with their encoded events. It covers a cursor when, for every
+The ring keeps the last records of a topic (bounded by a count and by bytes
+of encoded events) together with their encoded events. It covers a cursor when, for every
 partition, no record at or above the cursor's offset has been evicted: only
 then can a replay from the ring be exact.
 """
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from bridge.cursor import offset_for
+from bridge.events import KafkaRecord
 
 
 class Entry(NamedTuple):
@@ -21,6 +22,7 @@ class Entry(NamedTuple):
     position: tuple[int, ...]  # the channel's cursor after this record
     frame: bytes  # the encoded event, its id line first
     timestamp_ms: int  # the record's Kafka timestamp
+    record: KafkaRecord  # for streams with a filter or another format, which encode their own events
 
 
 class RingBuffer:

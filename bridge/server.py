@@ -17,7 +17,7 @@ import uvicorn
 
 from bridge.app import create_app
 from bridge.config import Settings
-from bridge.hub import CloseReason
+from bridge.outbox import CloseReason
 from bridge.stream import SlowClientDisconnect
 
 # Streams still open this long after they were told to end are cut.

@@ -54,3 +54,9 @@ def format_retry(milliseconds: int) -> bytes:
     if milliseconds < 0:
         raise FramingError("SSE retry must not be negative")
     return b"retry: %d\n\n" % milliseconds
+
+
+def format_id(id: str) -> bytes:
+    """An id and no data: it sets the client's last event id and fires no event
+    (WHATWG §9.2.6: the id is taken at dispatch, before the empty-data check)."""
+    return b"id: " + _check_field("id", id) + b"\n\n"

@@ -8,7 +8,11 @@ A connection is a race of two small tasks, the first to finish ends it:
   disconnect uvicorn's ``send`` returns silently, only ``receive`` tells).
 
 A client that resumes from further back than the ring has a third task, its
-catch-up, until it has joined the live channel.
+catch-up, until it has joined the live view.
+
+A stream serves a view (views.py): one or several topics, a filter, a format.
+On a filtered stream a heartbeat also carries the stream's id, so the
+client's last id moves past the records the filter skipped.
 
 The hub may also close the subscriber: for being slow (its outbox passed its
 bound, and the writer may be stuck in ``send`` on a full TCP window, so it is
@@ -26,7 +30,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from bridge import sse
 from bridge.catchup import CatchUps, Since
-from bridge.hub import Channel, CloseReason, Resume, Subscriber
+from bridge.hub import Resume
+from bridge.outbox import CloseReason, Subscriber
+from bridge.views import Cursor, View
 
 HEARTBEAT = sse.format_comment()
 HEADERS = [
@@ -48,11 +54,14 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, channel: Channel, start: tuple[int, ...] | Since | None, catchups: CatchUps, *,
+    def __init__(self, view: View, start: Cursor | Since | None, catchups: CatchUps, *,
                  outbox_bytes: int, heartbeat: float, retry_ms: int) -> None:  # fmt: skip
         self.status_code = 200
         self.background = None
-        self.channel = channel
+        self.view = view
+        # Bytes, heartbeats and send failures of a stream over several topics
+        # are counted under its first topic: one write carries all of them.
+        self.stats = view.channels[0].stats
         self.start = start
         self.catchups = catchups
         self.outbox_bytes = outbox_bytes
@@ -61,18 +70,22 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscriber = Subscriber(self.outbox_bytes)
-        stats = self.channel.stats
-        start = self.start
+        view, start = self.view, self.start
+        every_stats = [channel.stats for channel in view.channels]
         catchup = None
+        resume: Resume | None = None
         if start is None:
-            self.channel.subscribe(subscriber, None)
-        elif isinstance(start, Since) or self.channel.ring.uncovered(start):
-            stats.resumes[Resume.SINCE if isinstance(start, Since) else Resume.KAFKA] += 1
-            catchup = asyncio.create_task(self.catchups.resume(self.channel, subscriber, start))
+            view.subscribe(subscriber, None)
+        elif not isinstance(start, Since) and view.replayable(start):
+            resume = Resume.RING
+            view.subscribe(subscriber, start)
         else:
-            stats.resumes[Resume.RING] += 1
-            self.channel.subscribe(subscriber, start)
-        stats.streams_opened += 1
+            resume = Resume.SINCE if isinstance(start, Since) else Resume.KAFKA
+            catchup = asyncio.create_task(self.catchups.resume(view, subscriber, start))
+        for stats in every_stats:
+            stats.streams_opened += 1
+            if resume is not None:
+                stats.resumes[resume] += 1
         writer = listener = None
         try:
             await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
@@ -87,33 +100,45 @@ class EventStream(Response):
         finally:
             # ERROR only if nothing closed it yet (a failure, a cancellation): no catch-up may join it to live
             reason = subscriber.close(CloseReason.ERROR)
-            self.channel.unsubscribe(subscriber)
+            view.unsubscribe(subscriber)
             for task in (writer, listener, catchup):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            stats.streams_closed[reason] += 1
+            for stats in every_stats:
+                stats.streams_closed[reason] += 1
         if reason is CloseReason.SLOW:
             raise SlowClientDisconnect
         if reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
             await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(self, send: Send, subscriber: Subscriber) -> None:
-        stats = self.channel.stats
+        stats = self.stats
         while (data := await subscriber.take(self.heartbeat)) is not None:
-            await self._send(send, {"type": "http.response.body", "body": data or HEARTBEAT, "more_body": True})
+            # An id taken now, with nothing queued, is exactly what the client has been handed.
+            body = data or (
+                HEARTBEAT if subscriber.live_id is None else HEARTBEAT + sse.format_id(subscriber.live_id())
+            )
+            await self._send(send, {"type": "http.response.body", "body": body, "more_body": True})
             if data:
                 stats.delivered_bytes += len(data)
             else:
                 stats.heartbeats += 1
+
+    @staticmethod
+    def _heartbeat(subscriber: Subscriber) -> bytes:
+        if subscriber.live_id is None:
+            return HEARTBEAT
+        # Taken with nothing queued: exactly what the client has been handed, skipped records included.
+        return HEARTBEAT + sse.format_id(subscriber.live_id())
 
     async def _send(self, send: Send, message: Message) -> None:
         try:
             await send(message)
         except BaseException:
             # An OSError, or the writer cancelled mid-send: the hub cut a slow client stuck on a full TCP window.
-            self.channel.stats.send_failures += 1
+            self.stats.send_failures += 1
             raise
 
 

@@ -10,9 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.catchup import CatchUps
 from bridge.config import Settings
-from bridge.hub import Channel, CloseReason, Hub, Resume, Subscriber
+from bridge.hub import Channel, Hub, Resume
 from bridge.metrics import create_registry, exposition
-from tests.unit.test_hub import Record
+from bridge.outbox import CloseReason, Subscriber
+from tests.support.records import Record, plain
 
 
 @dataclass
@@ -35,7 +36,7 @@ async def test_a_live_batch_counts_its_events_once_per_subscriber_that_took_it()
     topic = channel()
     slow = Subscriber(limit=1024)
     for subscriber in (Subscriber(limit=1 << 20), Subscriber(limit=1 << 20), slow):
-        topic.subscribe(subscriber, None)
+        plain(topic).subscribe(subscriber, None)
     topic.publish([Record(0, 0, b"a"), Record(1, 0, b"b")])
     assert topic.stats.events_delivered == 2 * 3
     topic.publish([Record(0, 1, b"x" * 2048)])  # slow had not taken the first batch: it is cut, not handed this one
@@ -46,7 +47,7 @@ async def test_a_live_batch_counts_its_events_once_per_subscriber_that_took_it()
 async def test_a_replay_counts_the_events_it_replays() -> None:
     topic = channel()
     topic.publish([Record(0, 0, b"a"), Record(1, 0, b"b"), Record(0, 1, b"c")])
-    topic.subscribe(Subscriber(limit=1 << 20), (1, 0))
+    plain(topic).subscribe(Subscriber(limit=1 << 20), ((1, 0),))
     assert topic.stats.events_delivered == 2
 
 

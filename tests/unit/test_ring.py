@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from bridge.ring import Entry, RingBuffer
+from tests.support.records import Record
 
 
 def entry(partition: int, offset: int, position: tuple[int, ...], timestamp_ms: int = 0) -> Entry:
-    return Entry(partition, offset, position, f"{partition}:{offset}".encode(), timestamp_ms)
+    frame = f"{partition}:{offset}".encode()
+    return Entry(partition, offset, position, frame, timestamp_ms, Record(partition, offset, frame))
 
 
 def filled(max_records: int = 4, max_bytes: int = 1000) -> RingBuffer:

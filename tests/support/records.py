@@ -1,0 +1,27 @@
+"""Plain records and views for the hub's unit tests: no broker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge.hub import Channel
+from bridge.views import Subscription, View
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+    timestamp: int = 0
+    key: bytes | None = None
+
+
+def plain(channel: Channel) -> View:
+    """The channel's one-topic, unfiltered, raw view: what ``/sse/{topic}`` serves."""
+    subscription = Subscription.of([channel.topic])
+    return next((view for view in channel.views if view.subscription == subscription), None) or View(
+        subscription, [channel], {}
+    )
