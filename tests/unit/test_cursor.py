@@ -48,3 +48,16 @@ def test_malformed_ids_are_refused(text: str) -> None:
 def test_missing_partitions_mean_from_the_beginning() -> None:
     assert cursor.offset_for((5, 6), 1) == 6
     assert cursor.offset_for((5, 6), 2) == 0
+
+
+def test_a_stream_over_several_topics_joins_their_cursors_with_tilde() -> None:
+    assert cursor.encode_streams([(120, 98, 77), (5, 6)]) == "120.98.77~5.6"
+    assert cursor.parse_streams("120.98.77~5.6", 2) == ((120, 98, 77), (5, 6))
+    assert cursor.encode_streams([(1, 2)]) == "1.2"  # one topic: a plain single-topic id
+    assert cursor.parse_streams("1.2", 1) == ((1, 2),)
+
+
+@pytest.mark.parametrize(("text", "topics"), [("1~2", 1), ("1.2", 2), ("1~2", 3), ("1~", 2), ("~", 2), ("1~~2", 3)])
+def test_an_id_for_another_number_of_topics_is_rejected(text: str, topics: int) -> None:
+    with pytest.raises(cursor.CursorError):
+        cursor.parse_streams(text, topics)
