@@ -24,6 +24,7 @@ retention removes records while the reader is still on its way to them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,17 +217,23 @@ class _Reader:
 
     async def _assign_new_partitions(self) -> None:
         """At the start, or when partitions were added: read them too, from where they start."""
-        for index, channel in enumerate(self.view.channels):
-            position = self.positions[index]
-            if len(position) >= len(channel.position):
-                continue
-            added = [TopicPartition(channel.topic, p) for p in range(len(position), len(channel.position))]
-            self.consumer.assign([*self.consumer.assignment(), *added])
+        added = {
+            index: [TopicPartition(channel.topic, p) for p in range(len(self.positions[index]), len(channel.position))]
+            for index, channel in enumerate(self.view.channels)
+            if len(self.positions[index]) < len(channel.position)
+        }
+        if not added:
+            return
+        # assign() replaces the assignment and forgets every position: seek them all again
+        self.consumer.assign([*self.consumer.assignment(), *itertools.chain(*added.values())])
+        for index, partitions in added.items():
+            channel, position = self.view.channels[index], self.positions[index]
             start = self.start if isinstance(self.start, Since) else self.start[index]
-            starts, gap = await self._starts(channel, added, start)
+            starts, gap = await self._starts(channel, partitions, start)
             if gap and not position:  # counted once, for the resume itself
                 channel.stats.resumes[Resume.GAP] += 1
             position.extend(starts)
+        for channel, position in zip(self.view.channels, self.positions, strict=True):
             for partition, offset in enumerate(position):
                 self.consumer.seek(TopicPartition(channel.topic, partition), offset)
 

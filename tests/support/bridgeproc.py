@@ -9,7 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +86,7 @@ class Stream:
         self.response = response
         self.parser = Parser()
         self._events: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._fed = asyncio.Event()  # set after every chunk read
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -93,6 +94,7 @@ class Stream:
             async for chunk in self.response.aiter_raw():
                 for event in self.parser.feed(chunk):
                     self._events.put_nowait(event)
+                self._fed.set()
             self._events.put_nowait(EOFError("the server ended the stream"))
         except httpx.HTTPError as error:
             self._events.put_nowait(error)
@@ -108,6 +110,13 @@ class Stream:
         deadline = time.monotonic() + timeout
         return [await self.next_event(max(0.01, deadline - time.monotonic())) for _ in range(count)]
 
+    async def last_id_becomes(self, expected: str, timeout: float = 10.0) -> None:
+        """Until the stream's last event id is ``expected``, events or id-only frames alike."""
+        async with asyncio.timeout(timeout):
+            while self.parser.last_event_id != expected:
+                self._fed.clear()
+                await self._fed.wait()
+
     async def close(self) -> None:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -117,10 +126,18 @@ class Stream:
 @asynccontextmanager
 async def open_stream(url: str, topic: str, last_event_id: str | None = None,
                       query: Mapping[str, str] | None = None) -> AsyncIterator[Stream]:  # fmt: skip
+    async with open_sse(url, f"/sse/{topic}", last_event_id, list((query or {}).items())) as stream:
+        yield stream
+
+
+@asynccontextmanager
+async def open_sse(url: str, path: str, last_event_id: str | None = None,
+                   params: Sequence[tuple[str, str]] = ()) -> AsyncIterator[Stream]:  # fmt: skip
+    """An SSE stream of any path, with repeatable query parameters."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
     async with (
         httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0, read=None)) as client,
-        client.stream("GET", f"/sse/{topic}", headers=headers, params=query) as response,
+        client.stream("GET", path, headers=headers, params=list(params)) as response,
     ):
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
