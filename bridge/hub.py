@@ -117,10 +117,13 @@ class Hub:
         """The view streams of ``subscription`` share; its topics must be served."""
         view = self.views.get(subscription)
         if view is None:
+            # Registered at once, so that streams still catching up share it too;
+            # it leaves when its last stream ends (View.unsubscribe).
             channels = [self.channels[topic] for topic in subscription.topics]
-            view = View(subscription, channels, self.views, self._ahead_wait)
+            view = self.views[subscription] = View(subscription, channels, self.views, self._ahead_wait)
         return view
 
     def close_all(self, reason: CloseReason) -> None:
-        for view in tuple(self.views.values()):
+        views = {view: None for channel in self.channels.values() for view in channel.views}
+        for view in (*self.views.values(), *views):
             view.close_all(reason)

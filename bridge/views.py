@@ -141,6 +141,8 @@ class View:
                 self._attach(subscriber, cursor)
 
     def _register(self) -> None:
+        # A view whose streams all ended while this one caught up has left the
+        # registry; another may have taken its place there: this one still serves.
         self._registry.setdefault(self.subscription, self)
         for channel in self.channels:
             channel.views[self] = None
