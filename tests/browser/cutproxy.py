@@ -7,6 +7,10 @@ notes the head of every HTTP request it forwards (the browser only sends GETs
 here, so a request is its head and nothing more), which tells the test what
 the browser asked for and with which ``Last-Event-ID``.
 
+It also keeps the bytes it forwarded to the browser, so a test can wait until
+the browser has been sent something (an id-only frame, which fires no event
+the page could show).
+
 ``cut()`` closes every forwarded connection on both sides; ``hold()`` keeps new
 connections waiting (their request read and noted, not yet forwarded) until
 ``release()``, so the test decides when a reconnecting browser gets through.
@@ -50,6 +54,8 @@ class CuttableProxy:
         self._released = asyncio.Event()
         self._released.set()
         self._new_request = asyncio.Event()
+        self.delivered = bytearray()  # every byte forwarded to clients, chunked coding included
+        self._new_bytes = asyncio.Event()
         self._connections: set[asyncio.Task[None]] = set()  # every accepted connection
         self._forwarding: set[asyncio.Task[None]] = set()  # those connected to the bridge
 
@@ -93,6 +99,13 @@ class CuttableProxy:
                 raise TimeoutError(f"{len(found)} of {count} requests for {prefix!r} in {timeout} s") from None
         return found
 
+    async def wait_for_delivered(self, wanted: bytes, timeout: float = 15.0) -> None:
+        """Until ``wanted`` has been forwarded to a client."""
+        async with asyncio.timeout(timeout):
+            while wanted not in self.delivered:
+                self._new_bytes.clear()
+                await self._new_bytes.wait()
+
     def _note(self, head: bytes) -> None:
         self.requests.append(parse_head(head))
         self._new_request.set()
@@ -133,7 +146,10 @@ class CuttableProxy:
         while chunk := await reader.read(READ_SIZE):
             writer.write(chunk)
             await writer.drain()
-            if note_requests:
+            if not note_requests:
+                self.delivered += chunk
+                self._new_bytes.set()
+            else:
                 pending += chunk
                 while (end := pending.find(b"\r\n\r\n")) != -1:
                     self._note(pending[: end + 4])

@@ -78,7 +78,7 @@ async def test_page_reconnects_by_itself_and_gets_the_missed_records_once(
     state, count, last_id = page.locator("#state"), page.locator("#count"), page.locator("#last-id")
 
     await page.goto(f"{proxy.url}/?topic={topic}")
-    await expect(page.locator("#topic")).to_have_value(topic)
+    await expect(page.locator("#topic")).to_have_values([topic])
     await expect(state).to_have_attribute("data-state", "open", timeout=WAIT_MS)
     first_request = (await proxy.wait_for_requests("/sse/", 1))[0]
     assert first_request.target == f"/sse/{topic}"
