@@ -1,0 +1,137 @@
+"""In-process cost of one published batch, per design, in the same run.
+
+No broker and no sockets: a Hub with 1,000 subscribers whose outboxes are
+emptied after each batch, and ``Channel.publish`` timed over ``--batches``
+batches of ``--records`` records (JSON values, as a producer of events
+would send). Scenarios:
+
+- ``one topic``: 1,000 subscribers of one topic, unfiltered (the baseline);
+- ``3 topics, shared ids``: 1,000 subscribers of one 3-topic view; ids that
+  cover the three topics are built once per record for the view (the design
+  in bridge/views.py);
+- ``3 topics, ids per subscriber``: the rejected design, each subscriber's
+  ids rewritten from the shared frames at hand-over (what a per-stream id
+  rewrite at write time would cost);
+- ``10 filters``: 1,000 subscribers over 10 distinct filters (100 each) on
+  one topic, each filter evaluated once per record, values parsed once.
+
+Prints µs per batch and per record, and the ratio to the baseline.
+
+Run from the repository root::
+
+    python -m bench.publish_cost [--records 100] [--batches 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from bridge.batch import Batch
+from bridge.filters import parse_filter
+from bridge.hub import Channel, Hub
+from bridge.outbox import Subscriber
+from bridge.views import Subscription, View
+
+SUBSCRIBERS = 1000
+TYPES = ("alert", "info", "debug", "order", "audit")
+FILTERS = [
+    [("where", f"type=={kind}")] for kind in TYPES
+] + [[("key", f"k{n}")] for n in range(3)] + [[("where", "level==3")], [("header.region", "eu")]]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp: int = 0
+
+
+def batch(start: int, count: int) -> list[Record]:
+    return [
+        Record(n % 3, n // 3, f"k{n % 10}".encode(),
+               orjson.dumps({"type": TYPES[n % 5], "level": n % 4, "n": n, "pad": "x" * 60}),
+               (("region", (b"eu", b"us")[n % 2]),))
+        for n in range(start, start + count)
+    ]  # fmt: skip
+
+
+class PerSubscriberIds(View):
+    """The rejected design: the channel's frames shared, each subscriber's ids rewritten at hand-over."""
+
+    def deliver(self, batch: Batch) -> None:
+        selected = batch.selected(self.filter)
+        index = self.channels.index(batch.channel)
+        for subscriber in tuple(self.subscribers):
+            prefix = b"".join(b"%s~" % ".".join(map(str, c.position)).encode() for c in self.channels[:index])
+            suffix = b"".join(b"~%s" % ".".join(map(str, c.position)).encode() for c in self.channels[index + 1 :])
+            subscriber.push(b"".join(b"id: " + prefix + batch.own_id(i) + suffix + b"\n" + batch.body(
+                self.subscription.format, i) for i in selected))  # fmt: skip
+
+
+def setup(subscriptions: Sequence[Subscription], view_type: type[View] = View) -> tuple[Channel, list[Subscriber]]:
+    hub = Hub(ring_records=10_000, ring_bytes=1 << 30, type_header=None)
+    for topic in ("a", "b", "c"):
+        hub.open_channel(topic, (0, 0, 0))
+    subscribers = []
+    for n in range(SUBSCRIBERS):
+        subscription = subscriptions[n % len(subscriptions)]
+        view = hub.views.get(subscription) or view_type(
+            subscription, [hub.channels[t] for t in subscription.topics], hub.views
+        )
+        subscriber = Subscriber(1 << 40)
+        view.subscribe(subscriber, None)
+        subscribers.append(subscriber)
+    return hub.channels["a"], subscribers
+
+
+async def measure(make: Callable[[], tuple[Channel, list[Subscriber]]], records: int, batches: int) -> float:
+    """µs per batch, outboxes emptied between batches (not timed)."""
+    channel, subscribers = make()
+    spent = 0.0
+    for number in range(batches):
+        published = batch(number * records, records)
+        started = time.perf_counter()
+        channel.publish(published)
+        spent += time.perf_counter() - started
+        for subscriber in subscribers:
+            await subscriber.take(0)
+    return spent / batches * 1e6
+
+
+async def run(records: int, batches: int) -> None:
+    three = Subscription.of(["a", "b", "c"])
+    scenarios: list[tuple[str, Callable[[], tuple[Channel, list[Subscriber]]]]] = [
+        ("one topic", lambda: setup([Subscription.of(["a"])])),
+        ("3 topics, shared ids", lambda: setup([three])),
+        ("3 topics, ids per subscriber", lambda: setup([three], PerSubscriberIds)),
+        ("10 filters", lambda: setup([Subscription.of(["a"], parse_filter(query)) for query in FILTERS])),
+    ]
+    results = [(name, await measure(make, records, batches)) for name, make in scenarios]
+    baseline = results[0][1]
+    print(f"{SUBSCRIBERS} subscribers, batches of {records} records, {batches} batches each\n")
+    print(f"{'scenario':<30} {'µs/batch':>10} {'µs/record':>10} {'x baseline':>11}")
+    for name, micros in results:
+        print(f"{name:<30} {micros:>10.0f} {micros / records:>10.1f} {micros / baseline:>11.2f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.publish_cost", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=100, help="records per batch (default 100)")
+    parser.add_argument("--batches", type=int, default=200, help="batches per scenario (default 200)")
+    arguments = parser.parse_args(argv)
+    asyncio.run(run(arguments.records, arguments.batches))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
