@@ -42,7 +42,11 @@ _TOPIC_COUNTERS: Sequence[tuple[str, str, Callable[[TopicStats], int]]] = (
         "Record events handed to subscribers: live, replayed from the ring, caught up from Kafka",
         lambda stats: stats.events_delivered,
     ),
-    ("delivered_bytes", "Bytes written to streams, heartbeats aside", lambda stats: stats.delivered_bytes),
+    (
+        "delivered_bytes",
+        "Bytes written to streams, heartbeats aside (a stream over several topics counts under the first by name)",
+        lambda stats: stats.delivered_bytes,
+    ),
     ("records_consumed", "Records read by this process's Kafka consumer", lambda stats: stats.records_consumed),
 )
 _TOPIC_GAUGES: Sequence[tuple[str, str, Callable[[Channel], float]]] = (

@@ -81,8 +81,10 @@ class View:
 
     def deliver(self, batch: Batch) -> None:
         """Hand this view's part of ``batch`` to every subscriber, as one chunk."""
+        if not self.subscribers:
+            return
         selected = batch.selected(self.filter)
-        if not selected or not self.subscribers:
+        if not selected:
             return
         if self._own_frames:
             chunk = batch.frames(selected)
@@ -188,7 +190,7 @@ class View:
                 # keep the client's offsets there, so its last id never goes backwards.
                 positions[index] = merged = furthest(entry.position, cursor[index])
                 parsed = ParsedRecord(entry.record)
-                if not self.filter.matches(parsed):
+                if self.filter and not self.filter.matches(parsed):
                     skipped = True
                     continue
                 skipped = False

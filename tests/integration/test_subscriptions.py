@@ -95,7 +95,11 @@ async def test_several_topics_on_one_stream_resume_exactly_from_the_ring_and_fro
             await produced.produce(second, 4)
             rest += await resumed.events(4)
         assert produced.grouped(rest) == produced.after(cursor), index
+    async with open_sse(bridge.url, "/sse", None, [("topic", first), ("topic", second), ("since", "earliest")]) as old:
+        everything = await old.events(sum(len(values) for values in produced.records.values()))
+    assert produced.grouped(everything) == produced.records
     metrics = await eventually(bridge, lambda m: m.value("subscribers", topic=first) == 0)
+    assert metrics.value("resumes_total", topic=first, kind="since") == 1
     assert metrics.value("resumes_total", topic=first, kind="kafka") == 1
     assert metrics.value("resumes_total", topic=second, kind="ring") == 1
 
