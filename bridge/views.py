@@ -22,6 +22,7 @@ the live stream.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from bridge.hub import Channel
 
 AHEAD_WAIT_SECONDS = 5.0
+# A filtered view whose batches end on skipped records tells its streams how
+# far they are at most this often: a reconnect then skips at most about this
+# long of records again, at the cost of one small write per stream per interval.
+ADVANCE_SECONDS = 1.0
 
 Cursor = tuple[tuple[int, ...], ...]  # one per topic of the view, in topic-name order
 
@@ -61,8 +66,10 @@ class View:
         self.channels = list(channels)  # in subscription.topics order
         self.subscribers: set[Subscriber] = set()
         self.ahead_wait = ahead_wait
+        self.advance_every = ADVANCE_SECONDS
         self._registry = registry
         self._waiting: dict[Subscriber, tuple[Cursor, asyncio.TimerHandle]] = {}
+        self._advanced_at = float("-inf")  # when the last id-only frame was handed over
         # one topic, raw: the channel's own frames are this view's frames
         self._own_frames = len(channels) == 1 and subscription.format is Format.RAW
 
@@ -84,9 +91,10 @@ class View:
         if not self.subscribers:
             return
         selected = batch.selected(self.filter)
+        chunk = b""
         if not selected:
-            return
-        if self._own_frames:
+            pass
+        elif self._own_frames:
             chunk = batch.frames(selected)
         else:
             index = self.channels.index(batch.channel)
@@ -94,12 +102,27 @@ class View:
             suffix = b"".join(b"~" + cursors.encode(c.position).encode() for c in self.channels[index + 1 :])
             fmt = self.subscription.format
             chunk = b"".join(b"id: " + prefix + batch.own_id(i) + suffix + b"\n" + batch.body(fmt, i) for i in selected)
+        if self._advance_due(batch, selected):
+            chunk += sse.format_id(self.current_id())
+        if not chunk:
+            return
         for subscriber in tuple(self.subscribers):
             subscriber.push(chunk)
             if subscriber.reason is not None:
                 self.subscribers.discard(subscriber)
         # Those still here took the chunk: counted once per batch, not per subscriber.
         batch.channel.stats.events_delivered += len(selected) * len(self.subscribers)
+
+    def _advance_due(self, batch: Batch, selected: Sequence[int]) -> bool:
+        """Whether to end this chunk with an id-only frame: the batch ended on
+        records the filter skipped, and the last such frame is ``advance_every`` seconds old."""
+        if not self.filter or (selected and selected[-1] == len(batch.entries) - 1):
+            return False
+        now = time.monotonic()
+        if now - self._advanced_at < self.advance_every:
+            return False
+        self._advanced_at = now
+        return True
 
     # -- joining ---------------------------------------------------------------
 
