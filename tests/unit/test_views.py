@@ -7,8 +7,9 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from bridge.filters import parse_filter
-from bridge.formats import Format
+from bridge import batch, formats
+from bridge.filters import NO_FILTER, parse_filter
+from bridge.formats import Format, ParsedRecord
 from bridge.hub import Hub
 from bridge.outbox import Subscriber
 from bridge.views import Subscription
@@ -157,3 +158,19 @@ async def test_a_view_without_streams_leaves_the_channels() -> None:
     assert not bridge.channels["a"].views
     assert not bridge.channels["b"].views
     assert not bridge.views
+
+
+async def test_an_envelope_is_encoded_once_per_record_whatever_the_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[int] = []
+    encode = formats.envelope_event
+
+    def counting(topic: str, parsed: ParsedRecord, *, id: str | None, type_header: str | None) -> bytes:
+        encoded.append(parsed.record.offset)
+        return encode(topic, parsed, id=id, type_header=type_header)
+
+    monkeypatch.setattr(batch, "envelope_event", counting)
+    bridge = hub()
+    for topics, wanted in ((["a"], ALERTS), (["a", "b"], ALERTS), (["a", "b"], NO_FILTER), (["a"], NO_FILTER)):
+        bridge.view(Subscription.of(topics, wanted, Format.ENVELOPE)).subscribe(Subscriber(1 << 20), None)
+    bridge.channels["a"].publish([alert(0, "alert"), alert(1, "info"), alert(2, "alert")])
+    assert sorted(encoded) == [0, 1, 2]
