@@ -116,10 +116,7 @@ class EventStream(Response):
     async def _write(self, send: Send, subscriber: Subscriber) -> None:
         stats = self.stats
         while (data := await subscriber.take(self.heartbeat)) is not None:
-            # An id taken now, with nothing queued, is exactly what the client has been handed.
-            body = data or (
-                HEARTBEAT if subscriber.live_id is None else HEARTBEAT + sse.format_id(subscriber.live_id())
-            )
+            body = data or self._heartbeat(subscriber)
             await self._send(send, {"type": "http.response.body", "body": body, "more_body": True})
             if data:
                 stats.delivered_bytes += len(data)
