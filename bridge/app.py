@@ -12,11 +12,15 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from bridge import cursor as cursors
+from bridge.auth import AuthError, build_authorizer
 from bridge.catchup import CatchUps, Since, parse_since
 from bridge.config import Settings
+from bridge.cors import cors_options
 from bridge.hub import AHEAD_WAIT_SECONDS, CloseReason, Hub
+from bridge.kafkaclient import client_options
 from bridge.metrics import create_registry, exposition
 from bridge.source import KafkaSource
 from bridge.stream import EventStream
@@ -34,12 +38,14 @@ def error_response(status: int, error: str, message: str, headers: Mapping[str, 
 
 
 def create_app(settings: Settings) -> FastAPI:
+    authorizer = build_authorizer(settings)  # reads the key files: a bad one fails start-up
     # An id ahead of this replica waits for it at least two looks for new partitions long.
     ahead_wait = max(AHEAD_WAIT_SECONDS, 2 * settings.metadata_interval + 1)
     hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=settings.type_header,
               ahead_wait=ahead_wait)  # fmt: skip
-    source = KafkaSource(settings, hub)
-    catchups = CatchUps(settings)
+    kafka = client_options(settings)  # reads the password and TLS files: a bad one fails start-up
+    source = KafkaSource(settings, hub, kafka)
+    catchups = CatchUps(settings, kafka)
     registry = create_registry(hub, source, catchups)
 
     @asynccontextmanager
@@ -51,6 +57,8 @@ def create_app(settings: Settings) -> FastAPI:
             await source.stop()
 
     app = FastAPI(title="kafka-sse-bridge", lifespan=lifespan, default_response_class=JSON)
+    if (cors := cors_options(settings)) is not None:
+        app.add_middleware(CORSMiddleware, **cors)
 
     def end_streams(reason: CloseReason) -> None:
         hub.close_all(reason)
@@ -62,6 +70,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSON:
         return error_response(error.status_code, "http_error", str(error.detail), headers=error.headers)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, error: AuthError) -> JSON:
+        return error_response(error.status, error.error, error.message, {"WWW-Authenticate": error.challenge})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSON:
@@ -100,9 +112,10 @@ def create_app(settings: Settings) -> FastAPI:
         "/sse/{topic}",
         response_class=EventStream,
         response_model=None,
-        responses={200: {"content": {"text/event-stream": {}}}, 400: {}, 404: {}, 503: {}},
+        responses={200: {"content": {"text/event-stream": {}}}, 400: {}, 401: {}, 403: {}, 404: {}, 503: {}},
     )
     async def stream(
+        request: Request,
         topic: str,
         last_event_id: Annotated[str | None, Header(max_length=cursors.MAX_CURSOR_LENGTH)] = None,
         last_event_id_query: Annotated[
@@ -114,6 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
         ``Last-Event-ID`` header (or ``lastEventId`` query parameter), or
         starting at ``since`` (ISO-8601 time, epoch milliseconds or
         ``earliest``); an event id wins over ``since``."""
+        access = authorizer.authorize(request, [topic])
         channel = hub.channels.get(topic)
         if channel is None:
             if not source.assigned:
@@ -132,6 +146,6 @@ def create_app(settings: Settings) -> FastAPI:
         except ValueError as error:
             return error_response(400, "bad_since", str(error))
         return EventStream(channel, start, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
-                           retry_ms=settings.retry_ms)  # fmt: skip
+                           retry_ms=settings.retry_ms, expires_at=access.expires_at)  # fmt: skip
 
     return app

@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -45,8 +46,9 @@ class KafkaSource:
     await in between, so the reader never sees a partition without its
     channel or its exact position."""
 
-    def __init__(self, settings: Settings, hub: Hub) -> None:
+    def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any]) -> None:
         self._settings = settings
+        self._kafka = kafka  # kafkaclient.client_options: brokers, SASL, TLS
         self._hub = hub
         self._tasks: list[asyncio.Task[None]] = []
         self.assigned = False  # the first discovery is done: served topics are known
@@ -65,12 +67,11 @@ class KafkaSource:
 
     def start(self) -> None:
         """Begin in background tasks; aiokafka's clients must be made on the running loop."""
-        servers = ",".join(self._settings.bootstrap_servers)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
+            **self._kafka, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=METADATA_TIMEOUT_MS)
+        self._admin = AIOKafkaAdminClient(**self._kafka, request_timeout_ms=METADATA_TIMEOUT_MS)
         self._start_task(self._run(), "kafka-source")
 
     def _start_task(self, work: Coroutine[None, None, None], name: str) -> None:
