@@ -194,6 +194,8 @@ def _build_verifier(settings: Settings) -> TokenVerifier | None:
     name, path = given[0]
     content = _read(name, path)
     allowed = frozenset(settings.jwt_algorithms)
+    if unknown := allowed - HMAC_ALGORITHMS - PUBLIC_KEY_ALGORITHMS:
+        raise ConfigError(f"{_flag('jwt_algorithms')}: not supported: {', '.join(sorted(unknown))}")
     by_kid: dict[str, _Key] = {}
     if name == "jwt_secret_file":
         keys = [_secret_key(content, allowed or frozenset({"HS256"}))]
@@ -203,9 +205,6 @@ def _build_verifier(settings: Settings) -> TokenVerifier | None:
             keys = _pem_keys(path, content, allowed)
         else:
             keys, by_kid = _jwks_keys(path, content, allowed)
-    unknown = allowed - HMAC_ALGORITHMS - PUBLIC_KEY_ALGORITHMS
-    if unknown:
-        raise ConfigError(f"{_flag('jwt_algorithms')}: not supported: {', '.join(sorted(unknown))}")
     return TokenVerifier(keys, by_kid=by_kid, settings=settings)
 
 

@@ -35,6 +35,8 @@ POLL_TIMEOUT_MS = 200
 # thousands of records, while every connection waits.
 BATCH_RECORDS = 10_000
 RETRY_SECONDS = 1.0
+# A broker that refuses the bridge (a wrong password) is retried ever more slowly, up to this.
+MAX_RETRY_SECONDS = 15.0
 # Metadata answers are quick; a broker that takes longer is reported unreachable.
 METADATA_TIMEOUT_MS = 5000
 
@@ -109,15 +111,21 @@ class KafkaSource:
         """Start the clients and make the first assignment, retrying while
         Kafka cannot be reached (the bridge may start before the broker)."""
         starts: list[Callable[[], Awaitable[object]]] = [self._admin.start, self._consumer.start]
+        protocol, login = self._settings.kafka_security_protocol, ""
+        if protocol.startswith("SASL_"):
+            login = f" as {self._settings.kafka_sasl_username!r} ({self._settings.kafka_sasl_mechanism})"
         for start in starts:
+            delay = RETRY_SECONDS
             while True:
                 try:
                     await start()
                     break
                 except KafkaError as error:
-                    servers = ",".join(self._settings.bootstrap_servers)
-                    logger.warning("Kafka at %s not reachable yet: %s", servers, error)
-                    await asyncio.sleep(RETRY_SECONDS)
+                    # aiokafka logs the cause just before (refused connection, TLS, SASL authentication)
+                    logger.warning("Kafka at %s not reachable yet over %s%s, next try in %.0f s: %s",
+                                   self._kafka["bootstrap_servers"], protocol, login, delay, error)  # fmt: skip
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, MAX_RETRY_SECONDS)
         while not self.assigned:
             await self._refresh()
             if not self.assigned:
