@@ -192,15 +192,17 @@ def _build_verifier(settings: Settings) -> TokenVerifier | None:
     if len(given) > 1:
         raise ConfigError(f"token keys: give only one of {', '.join(_flag(name) for name, _ in given)}")
     name, path = given[0]
-    content = _read(name, path)
     allowed = frozenset(settings.jwt_algorithms)
     if unknown := allowed - HMAC_ALGORITHMS - PUBLIC_KEY_ALGORITHMS:
         raise ConfigError(f"{_flag('jwt_algorithms')}: not supported: {', '.join(sorted(unknown))}")
     by_kid: dict[str, _Key] = {}
     if name == "jwt_secret_file":
-        keys = [_secret_key(content, allowed or frozenset({"HS256"}))]
+        if allowed - HMAC_ALGORITHMS:
+            raise ConfigError(f"{_flag('jwt_algorithms')}: a secret only verifies {', '.join(sorted(HMAC_ALGORITHMS))}")
+        keys = [_Key(read_secret(path), allowed or frozenset({"HS256"}))]
     else:
         allowed = allowed or frozenset({"RS256", "ES256"})
+        content = _read(name, path)
         if name == "jwt_public_key_file":
             keys = _pem_keys(path, content, allowed)
         else:
@@ -219,15 +221,14 @@ def _read(name: str, path: str) -> bytes:
         raise ConfigError(f"{_flag(name)}: cannot read {path!r}: {error.strerror}") from None
 
 
-def _secret_key(content: bytes, allowed: frozenset[str]) -> _Key:
-    if allowed - HMAC_ALGORITHMS:
-        raise ConfigError(f"{_flag('jwt_algorithms')}: a secret only verifies {', '.join(sorted(HMAC_ALGORITHMS))}")
-    secret = content.strip()
+def read_secret(path: str) -> bytes:
+    """The HMAC secret of ``path``, without the line end an editor adds."""
+    secret = _read("jwt_secret_file", path).strip()
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(f"{_flag('jwt_secret_file')}: the secret must be at least {MIN_SECRET_BYTES} bytes")
     if _PEM_BLOCK.search(secret) or secret.startswith(b"-----BEGIN"):
         raise ConfigError(f"{_flag('jwt_secret_file')}: holds a PEM key; give it as {_flag('jwt_public_key_file')}")
-    return _Key(secret, allowed)
+    return secret
 
 
 def _public_key(key: Any, allowed: frozenset[str], where: str) -> _Key:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.requests import Request
 
+from bridge import cli
 from bridge.auth import AuthError, Authorizer, build_authorizer
 from bridge.config import ConfigError, load_settings
 
@@ -222,3 +224,24 @@ def test_bad_key_settings_stop_start_up_in_one_line(
 def test_an_unreadable_key_file_names_the_flag(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^--jwt-secret-file: cannot read '.*missing': No such file"):
         build_authorizer(load_settings({"jwt_secret_file": str(tmp_path / "missing")}))
+
+
+def test_the_token_command_mints_what_the_bridge_accepts(
+    tmp_path: Path, hs: Authorizer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["token", "--secret-file", str(tmp_path / "secret"), "--topics", "orders, metrics.*",
+                     "--ttl", "120"]) == 0  # fmt: skip
+    token = capsys.readouterr().out.strip()
+    access = hs.authorize(bearer(token), ["orders", "metrics.cpu"])
+    assert access.expires_at is not None
+    assert 110 < access.expires_at - time.time() <= 120
+    assert refusal(hs, bearer(token), ["payments"]).status == 403
+
+
+def test_the_console_script_stops_at_a_bad_key_file_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("too-short")
+    result = subprocess.run(["kafka-sse-bridge", "serve", "--jwt-secret-file", str(tmp_path / "secret")],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "kafka-sse-bridge: --jwt-secret-file: the secret must be at least 32 bytes\n"
+    assert "too-short" not in result.stderr + result.stdout
