@@ -20,7 +20,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,6 +255,15 @@ class LocalKafka:
             await asyncio.sleep(0.3)
         self.kill()
         raise KafkaStartError(f"Kafka did not become ready in {timeout:.0f} s: {last_error}")
+
+    @contextmanager
+    def running(self) -> Iterator[LocalKafka]:
+        """Started for the ``with`` block, then removed (stopped, its data deleted)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.remove()
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.process is None:

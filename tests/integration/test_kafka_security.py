@@ -32,12 +32,9 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 def secured_kafka(certificates: Certificates) -> Iterator[LocalKafka]:
     """A broker of its own, for these tests only: a plaintext listener for the
     test's own clients, and a SASL_SSL one for the bridge."""
-    broker = LocalKafka(sasl_ssl=SaslSslListener(certificates.broker_key, certificates.broker_cert, {USER: PASSWORD}))
-    broker.start()
-    try:
+    listener = SaslSslListener(certificates.broker_key, certificates.broker_cert, {USER: PASSWORD})
+    with LocalKafka(sasl_ssl=listener).running() as broker:
         yield broker
-    finally:
-        broker.remove()
 
 
 @pytest.fixture
