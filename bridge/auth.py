@@ -65,7 +65,9 @@ class AuthError(Exception):
         if self.error == "missing_token":  # RFC 6750 §3.1: no error code when no token came
             return f'Bearer realm="{REALM}"'
         code = "insufficient_scope" if self.status == 403 else "invalid_token"
-        return f'Bearer realm="{REALM}", error="{code}", error_description="{self.message}"'
+        # Only the kind of failure: a message may quote a requested topic, which is the client's text.
+        description = "the token does not grant this topic" if self.status == 403 else self.message
+        return f'Bearer realm="{REALM}", error="{code}", error_description="{_quotable(description)}"'
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,11 @@ class Authorizer:
         if self._query_param and (query := request.query_params.get(self._query_param)):
             return query
         return None
+
+
+def _quotable(text: str) -> str:
+    """Text that stays inside an HTTP quoted-string (RFC 6750 allows no escapes in error_description)."""
+    return "".join(char for char in text if " " <= char <= "~" and char not in '"\\')
 
 
 def _invalid(message: str) -> AuthError:

@@ -245,3 +245,19 @@ def test_the_console_script_stops_at_a_bad_key_file_in_one_line(tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr == "kafka-sse-bridge: --jwt-secret-file: the secret must be at least 32 bytes\n"
     assert "too-short" not in result.stderr + result.stdout
+
+
+def test_the_challenge_never_carries_the_clients_text(hs: Authorizer) -> None:
+    token = jwt.encode(claims(), SECRET, algorithm="HS256")
+    error = refusal(hs, bearer(token), ['x"\r\nSet-Cookie: a=b'])
+    assert error.status == 403
+    assert error.challenge == ('Bearer realm="kafka-sse-bridge", error="insufficient_scope", '
+                               'error_description="the token does not grant this topic"')  # fmt: skip
+
+
+def test_the_challenge_stays_a_quoted_string(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_bytes(SECRET)
+    auth = authorizer(tmp_path, jwt_secret_file=str(tmp_path / "secret"), jwt_topics_claim='to"pics\\')
+    error = refusal(auth, bearer(jwt.encode(claims(**{'to"pics\\': 5}), SECRET)))
+    assert error.message == "the token's 'to\"pics\\\\' claim is not a list of topic names"
+    assert error.challenge.endswith("error_description=\"the token's 'topics' claim is not a list of topic names\"")
