@@ -74,6 +74,7 @@ class SaslSslListener:
     key_file: Path  # the broker's private key, unencrypted PKCS#8 PEM
     cert_file: Path  # the broker's certificate chain, PEM
     users: Mapping[str, str]  # name → password, for PLAIN and both SCRAM mechanisms
+    client_ca: Path | None = None  # if given, a client certificate is asked for, and must be signed by it
 
     def properties(self, workdir: Path) -> dict[str, str]:
         keystore = workdir / "broker-keystore.pem"
@@ -88,6 +89,9 @@ class SaslSslListener:
                for mechanism in SASL_MECHANISMS[1:]},
             "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
             "listener.name.sasl_ssl.ssl.keystore.location": str(keystore),
+            **({"listener.name.sasl_ssl.ssl.client.auth": "requested",
+                "listener.name.sasl_ssl.ssl.truststore.type": "PEM",
+                "listener.name.sasl_ssl.ssl.truststore.location": str(self.client_ca)} if self.client_ca else {}),
         }  # fmt: skip
 
     def scram_arguments(self) -> list[str]:

@@ -31,8 +31,10 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 @pytest.fixture(scope="module")
 def secured_kafka(certificates: Certificates) -> Iterator[LocalKafka]:
     """A broker of its own, for these tests only: a plaintext listener for the
-    test's own clients, and a SASL_SSL one for the bridge."""
-    listener = SaslSslListener(certificates.broker_key, certificates.broker_cert, {USER: PASSWORD})
+    test's own clients, and a SASL_SSL one for the bridge, where a client
+    certificate is optional but must be signed by the test CA if sent."""
+    listener = SaslSslListener(certificates.broker_key, certificates.broker_cert, {USER: PASSWORD},
+                               client_ca=certificates.ca)  # fmt: skip
     with LocalKafka(sasl_ssl=listener).running() as broker:
         yield broker
 
@@ -128,18 +130,28 @@ async def test_a_wrong_password_keeps_the_bridge_unready_and_says_why(
     assert "Traceback" not in log
 
 
-async def test_an_untrusted_broker_certificate_is_refused(
+@pytest.mark.parametrize("untrusted", ["broker", "client"])
+async def test_an_untrusted_certificate_either_way_is_refused(
     secured_kafka: LocalKafka,
     secured_bridges: list[BridgeProcess],
     certificates: Certificates,
     password_file: Path,
+    untrusted: str,
 ) -> None:
+    tls = (
+        {"kafka-ssl-cafile": str(certificates.stranger_ca)}  # the broker's certificate is not signed by it
+        if untrusted == "broker"
+        else {"kafka-ssl-cafile": str(certificates.ca), "kafka-ssl-certfile": str(certificates.stranger_cert),
+              "kafka-ssl-keyfile": str(certificates.stranger_key)}  # the broker does not trust this one
+    )  # fmt: skip
     bridge = secured_bridge(
         secured_kafka, secured_bridges, **{"kafka-sasl-mechanism": "PLAIN", "kafka-sasl-username": USER,
-        "kafka-sasl-password-file": str(password_file), "kafka-ssl-cafile": str(certificates.stranger_ca)}
+        "kafka-sasl-password-file": str(password_file)}, **tls
     )  # fmt: skip
     await bridge.start(until="/healthz")
     log = await wait_for_log(bridge, "not reachable yet over SASL_SSL")
-    assert "CERTIFICATE_VERIFY_FAILED" in log
+    # the client refuses the broker's certificate; the broker closes on the client's
+    closed = f"Connection at {secured_kafka.sasl_ssl_bootstrap_servers} closed"
+    assert ("CERTIFICATE_VERIFY_FAILED" if untrusted == "broker" else closed) in log
     await assert_unready_and_alive(bridge)
     assert PASSWORD not in bridge.log()

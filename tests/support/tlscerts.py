@@ -14,7 +14,9 @@ class Certificates:
     broker_key: Path
     client_cert: Path  # a client certificate signed by the same CA
     client_key: Path
-    stranger_ca: Path  # a CA that signed nothing here
+    stranger_ca: Path  # a CA that signed only the next two
+    stranger_cert: Path  # a client certificate no broker here trusts
+    stranger_key: Path
 
 
 def _openssl(*args: str) -> None:
@@ -42,5 +44,6 @@ def make_certificates(folder: Path) -> Certificates:
     ca = _ca(folder, "test-ca")
     broker = _signed(folder, "broker", ca, "IP:127.0.0.1")
     client = _signed(folder, "client", ca, None)
-    stranger, _ = _ca(folder, "stranger-ca")
-    return Certificates(ca[0], broker[0], broker[1], client[0], client[1], stranger)
+    stranger_ca = _ca(folder, "stranger-ca")
+    stranger = _signed(folder, "stranger", stranger_ca, None)
+    return Certificates(ca[0], broker[0], broker[1], client[0], client[1], stranger_ca[0], *stranger)
