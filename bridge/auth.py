@@ -108,7 +108,7 @@ class TokenVerifier:
             keys: Sequence[_Key] = [self._by_kid[kid]] if kid in self._by_kid else []
         else:
             keys = self._keys
-        candidates = [key for key in keys if algorithm in key.algorithms]
+        candidates = [key for key in keys if isinstance(algorithm, str) and algorithm in key.algorithms]
         if not candidates:
             raise _invalid("the token's algorithm or key is not accepted")
         refusal: jwt.PyJWTError | None = None
@@ -144,10 +144,6 @@ class Authorizer:
         self._verifier = verifier
         self._cookie = cookie
         self._query_param = query_param
-
-    @property
-    def enabled(self) -> bool:
-        return self._verifier is not None
 
     def authorize(self, request: HTTPConnection, topics: Sequence[str]) -> Access:
         """Access to every one of ``topics``, or AuthError."""
