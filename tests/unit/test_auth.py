@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,15 +109,18 @@ def test_a_token_for_other_topics_is_a_403(hs: Authorizer) -> None:
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (claims(exp=int(time.time()) - 5), "the token has expired"),
-        (claims(nbf=int(time.time()) + 300), "the token is not valid yet"),
-        (claims(aud="someone-else"), "the token is not meant for this audience"),
-        ({"topics": ["orders"]}, "the token lacks a required claim"),
-        (claims(topics={"orders": True}), "the token's 'topics' claim is not a list of topic names"),
+        # times are made when the test runs, not when it is collected
+        (lambda: claims(exp=int(time.time()) - 5), "the token has expired"),
+        (lambda: claims(nbf=int(time.time()) + 300), "the token is not valid yet"),
+        (lambda: claims(aud="someone-else"), "the token is not meant for this audience"),
+        (lambda: {"topics": ["orders"]}, "the token lacks a required claim"),
+        (lambda: claims(topics={"orders": True}), "the token's 'topics' claim is not a list of topic names"),
     ],
 )
-def test_refused_tokens_are_a_401_saying_why(hs: Authorizer, payload: dict[str, Any], message: str) -> None:
-    token = jwt.encode(payload, SECRET, algorithm="HS256")
+def test_refused_tokens_are_a_401_saying_why(
+    hs: Authorizer, payload: Callable[[], dict[str, Any]], message: str
+) -> None:
+    token = jwt.encode(payload(), SECRET, algorithm="HS256")
     error = refusal(hs, bearer(token))
     assert (error.status, error.error, error.message) == (401, "invalid_token", message)
     assert error.challenge.startswith('Bearer realm="kafka-sse-bridge", error="invalid_token"')
