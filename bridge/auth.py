@@ -229,7 +229,7 @@ def read_secret(path: str) -> bytes:
     secret = _read("jwt_secret_file", path).strip()
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(f"{_flag('jwt_secret_file')}: the secret must be at least {MIN_SECRET_BYTES} bytes")
-    if _PEM_BLOCK.search(secret) or secret.startswith(b"-----BEGIN"):
+    if b"-----BEGIN" in secret:  # a PEM key or certificate given as a secret: the confusion to avoid
         raise ConfigError(f"{_flag('jwt_secret_file')}: holds a PEM key; give it as {_flag('jwt_public_key_file')}")
     return secret
 

@@ -200,6 +200,7 @@ def test_a_jwks_file_picks_the_key_by_kid(
     ("files", "extra", "message"),
     [
         ({"jwt_secret_file": b"short"}, {}, "--jwt-secret-file: the secret must be at least 32 bytes"),
+        ({"jwt_secret_file": b"RSA"}, {}, "--jwt-secret-file: holds a PEM key"),
         ({"jwt_secret_file": SECRET}, {"jwt_algorithms": "RS256"}, "--jwt-algorithms: a secret only verifies"),
         ({"jwt_public_key_file": b"RSA"}, {"jwt_algorithms": "HS256"}, "--jwt-algorithms: public keys never verify"),
         ({"jwt_public_key_file": b"RSA"}, {"jwt_algorithms": "none"}, "--jwt-algorithms: not supported: none"),
