@@ -1,7 +1,7 @@
 """The bridge reading a broker that wants TLS and a SASL login (PLAIN,
-SCRAM-SHA-256/512): records stream; a wrong password or an untrusted broker
-certificate keeps it unready with a clear log line, never a crash loop and
-never the password in its output."""
+SCRAM-SHA-256/512): records stream; a wrong password, an untrusted
+certificate either way or one that does not name the host keeps it unready
+with a clear log line, never a crash loop and never the password in its output."""
 
 from __future__ import annotations
 
@@ -155,3 +155,19 @@ async def test_an_untrusted_certificate_either_way_is_refused(
     assert ("CERTIFICATE_VERIFY_FAILED" if untrusted == "broker" else closed) in log
     await assert_unready_and_alive(bridge)
     assert PASSWORD not in bridge.log()
+
+
+async def test_the_broker_certificate_must_name_the_host_unless_told_otherwise(
+    secured_kafka: LocalKafka, secured_bridges: list[BridgeProcess], certificates: Certificates, password_file: Path
+) -> None:
+    # The broker's certificate names 127.0.0.1 only; this bridge dials it as localhost.
+    flags = {"bootstrap-servers": f"localhost:{secured_kafka.sasl_ssl_port}", "kafka-sasl-mechanism": "SCRAM-SHA-256",
+             "kafka-sasl-username": USER, "kafka-sasl-password-file": str(password_file),
+             "kafka-ssl-cafile": str(certificates.ca)}  # fmt: skip
+    checking = secured_bridge(secured_kafka, secured_bridges, **flags)
+    await checking.start(until="/healthz")
+    assert "Hostname mismatch" in await wait_for_log(checking, "not reachable yet over SASL_SSL")
+    await assert_unready_and_alive(checking)
+
+    trusting = secured_bridge(secured_kafka, secured_bridges, **flags, **{"kafka-ssl-check-hostname": "false"})
+    await trusting.start()  # ready
