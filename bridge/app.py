@@ -12,13 +12,17 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from bridge import cursor as cursors
+from bridge.auth import AuthError, build_authorizer
 from bridge.catchup import CatchUps, Since, parse_since
 from bridge.config import Settings
+from bridge.cors import cors_options
 from bridge.filters import FilterError, parse_filter
 from bridge.formats import Format
 from bridge.hub import Hub
+from bridge.kafkaclient import client_options
 from bridge.metrics import create_registry, exposition
 from bridge.outbox import CloseReason
 from bridge.source import KafkaSource
@@ -27,7 +31,7 @@ from bridge.views import AHEAD_WAIT_SECONDS, Cursor, Subscription
 
 MAX_TOPICS = 32  # on one stream
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}}, 400: {}, 404: {}, 503: {}
+    200: {"content": {"text/event-stream": {}}}, 400: {}, 401: {}, 403: {}, 404: {}, 503: {}
 }  # fmt: skip
 # Route parameters, at module level so that FastAPI can resolve them (annotations are strings)
 LastEventId = Annotated[str | None, Header(max_length=cursors.MAX_CURSOR_LENGTH)]
@@ -49,12 +53,14 @@ def error_response(status: int, error: str, message: str, headers: Mapping[str, 
 
 
 def create_app(settings: Settings) -> FastAPI:
+    authorizer = build_authorizer(settings)  # reads the key files: a bad one fails start-up
     # An id ahead of this replica waits for it at least two looks for new partitions long.
     ahead_wait = max(AHEAD_WAIT_SECONDS, 2 * settings.metadata_interval + 1)
     hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=settings.type_header,
               ahead_wait=ahead_wait)  # fmt: skip
-    source = KafkaSource(settings, hub)
-    catchups = CatchUps(settings)
+    kafka = client_options(settings)  # reads the password and TLS files: a bad one fails start-up
+    source = KafkaSource(settings, hub, kafka)
+    catchups = CatchUps(settings, kafka)
     registry = create_registry(hub, source, catchups)
 
     @asynccontextmanager
@@ -66,6 +72,8 @@ def create_app(settings: Settings) -> FastAPI:
             await source.stop()
 
     app = FastAPI(title="kafka-sse-bridge", lifespan=lifespan, default_response_class=JSON)
+    if (cors := cors_options(settings)) is not None:
+        app.add_middleware(CORSMiddleware, **cors)
 
     def end_streams(reason: CloseReason) -> None:
         hub.close_all(reason)
@@ -77,6 +85,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSON:
         return error_response(error.status_code, "http_error", str(error.detail), headers=error.headers)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, error: AuthError) -> JSON:
+        return error_response(error.status, error.error, error.message, {"WWW-Authenticate": error.challenge})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSON:
@@ -117,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     def event_stream(request: Request, topics: Sequence[str], raw_id: str | None, since: str | None,
                      format: Format | None) -> EventStream | JSON:  # fmt: skip
+        access = authorizer.authorize(request, topics)
         missing = [topic for topic in topics if topic not in hub.channels]
         if missing:
             if not source.assigned:
@@ -138,7 +151,8 @@ def create_app(settings: Settings) -> FastAPI:
         except ValueError as error:
             return error_response(400, "bad_since", str(error))
         return EventStream(hub.view(subscription), start, catchups, outbox_bytes=settings.outbox_bytes,
-                           heartbeat=settings.heartbeat, retry_ms=settings.retry_ms)  # fmt: skip
+                           heartbeat=settings.heartbeat, retry_ms=settings.retry_ms,
+                           expires_at=access.expires_at)  # fmt: skip
 
     @app.get("/sse/{topic}", response_class=EventStream, response_model=None, responses=STREAM_RESPONSES)
     async def stream(request: Request, topic: str, last_event_id: LastEventId = None,

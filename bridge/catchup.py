@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
@@ -78,8 +80,8 @@ def parse_since(text: str) -> Since:
 
 
 class CatchUps:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, settings: Settings, kafka: Mapping[str, Any]) -> None:
+        self._kafka = kafka  # kafkaclient.client_options: brokers, SASL, TLS
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot
@@ -108,7 +110,7 @@ class CatchUps:
         if subscriber.reason is not None:
             return
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=",".join(self._settings.bootstrap_servers), group_id=None, enable_auto_commit=False,
+            **self._kafka, group_id=None, enable_auto_commit=False,
             # "none": records deleted under the reader raise, so the client hears of the gap
             auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip

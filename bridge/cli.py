@@ -11,13 +11,15 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jwt
 import uvloop
 
-from bridge import demo, server
+from bridge import auth, demo, server
 from bridge.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from bridge.localkafka import KafkaStartError, LocalKafka
 
@@ -55,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
+    token = commands.add_parser(
+        "token",
+        help="mint an HS256 token for trying out token auth",
+        description="Print an HS256 token signed with the secret a bridge verifies with (--jwt-secret-file). "
+        "For trying things out: in production, tokens come from your identity provider.",
+    )
+    token.add_argument("--secret-file", type=Path, required=True, help="the secret, as given to --jwt-secret-file")
+    token.add_argument("--topics", required=True, help="topics (names or glob patterns) it grants, TOPIC[,TOPIC]")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token.add_argument("--audience", help="its aud claim")
+    token.add_argument("--issuer", help="its iss claim")
+    token.add_argument("--topics-claim", default="topics", help="claim holding the topics (default topics)")
     return parser
 
 
@@ -91,6 +105,16 @@ def _dev(host: str, port: int) -> int:
     return 0
 
 
+def _token(secret_file: Path, topics: str, ttl: int, audience: str | None, issuer: str | None,
+           topics_claim: str) -> int:  # fmt: skip
+    secret = auth.read_secret(str(secret_file))
+    claims: dict[str, Any] = {topics_claim: [topic.strip() for topic in topics.split(",") if topic.strip()],
+                              "exp": int(time.time()) + ttl}  # fmt: skip
+    claims.update({name: value for name, value in (("aud", audience), ("iss", issuer)) if value})
+    print(jwt.encode(claims, secret, algorithm="HS256"))
+    return 0
+
+
 async def _run_dev(settings: Settings, bootstrap_servers: str) -> None:
     await demo.create_topics(bootstrap_servers, demo.DEMO_TOPICS)
     bridge = server.build_server(settings)
@@ -113,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "serve":
             return _serve(arguments)
+        if command == "token":
+            return _token(**arguments)
         return _dev(**arguments)
     except (ConfigError, KafkaStartError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)

@@ -72,7 +72,45 @@ class Settings(BaseSettings):
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info", description="log level")
 
-    _split_lists = field_validator("bootstrap_servers", "topics", mode="before")(_comma_list)
+    # Token auth (bridge/auth.py) is on when one of the three key files is given; "" means not set.
+    jwt_secret_file: str = Field(default="", description="file holding the HS256 secret (turns token auth on)")
+    jwt_public_key_file: str = Field(
+        default="", description="PEM file of RS256/ES256 public key(s) (turns token auth on)"
+    )
+    jwt_jwks_file: str = Field(default="", description="JWKS file of public keys, picked by kid (turns token auth on)")
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(
+        default=[], description="accepted token algorithms, ALG[,ALG]; none: HS256 for a secret, RS256,ES256 for keys"
+    )
+    jwt_audience: str = Field(default="", description="required aud claim (tokens with an aud are refused if unset)")
+    jwt_issuer: str = Field(default="", description="required iss claim")
+    jwt_leeway: float = Field(default=30.0, ge=0, le=300, description="seconds of clock skew allowed for exp and nbf")
+    jwt_topics_claim: str = Field(
+        default="topics", min_length=1, description="claim listing the topics (names or glob patterns) a token may read"
+    )
+    jwt_cookie: str = Field(default="access_token", description="cookie a token may come in; '' for none")
+    jwt_query_param: str = Field(
+        default="access_token", description="query parameter a token may come in (least safe); '' for none"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[], description="origins whose pages may subscribe, ORIGIN[,ORIGIN] (scheme://host[:port])"
+    )
+    cors_credentials: bool = Field(default=True, description="let allowed origins send cookies (withCredentials)")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how to talk to Kafka"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism, with a SASL_* protocol"
+    )
+    kafka_sasl_username: str = Field(default="", description="SASL user name")
+    kafka_sasl_password_file: str = Field(default="", description="file holding the SASL password")
+    kafka_ssl_cafile: str = Field(default="", description="PEM file of the CAs to trust for Kafka ('': the system's)")
+    kafka_ssl_certfile: str = Field(default="", description="PEM client certificate, if Kafka asks for one")
+    kafka_ssl_keyfile: str = Field(default="", description="PEM key of the client certificate")
+    kafka_ssl_check_hostname: bool = Field(default=True, description="check the broker's certificate names its host")
+
+    _split_lists = field_validator("bootstrap_servers", "topics", "jwt_algorithms", "cors_origins", mode="before")(
+        _comma_list
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

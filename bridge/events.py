@@ -26,7 +26,8 @@ TOMBSTONE = "tombstone"
 BINARY = "binary"
 GAP = "gap"
 RESET = "reset"
-RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, "reauth", "message"})
+REAUTH = "reauth"
+RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, REAUTH, "message"})
 MAX_TYPE_LENGTH = 64
 
 
@@ -94,3 +95,10 @@ def reset_event(topic: str, ahead: Sequence[tuple[int, int, int]]) -> bytes:
     they go on from ``end``, the live position."""
     partitions = [{"partition": partition, "requested": requested, "end": end} for partition, requested, end in ahead]
     return sse.format_event(data=orjson.dumps({"topic": topic, "partitions": partitions}), event=RESET)
+
+
+def reauth_event(reason: str) -> bytes:
+    """``event: reauth``, data ``{"reason": "token_expired"}``: the stream
+    ends next; reconnect with a fresh token and the last event id. No id, so
+    the client's last id stays the last record's."""
+    return sse.format_event(data=orjson.dumps({"reason": reason}), event=REAUTH)

@@ -3,6 +3,10 @@
 The broker is the official Apache Kafka (KRaft, combined broker + controller)
 started from the jars Maven resolves from Maven Central. The jars are cached
 outside the repository, so only the first start downloads anything.
+
+Besides its plaintext listener it can have a SASL_SSL one (TLS, then a PLAIN,
+SCRAM-SHA-256 or SCRAM-SHA-512 login), for testing the bridge against a
+secured cluster; its SCRAM users are written when the storage is formatted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -55,6 +62,42 @@ appender.file.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = warn
 rootLogger.appenderRef.file.ref = file
 """
+
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A listener that wants TLS and then a SASL login."""
+
+    key_file: Path  # the broker's private key, unencrypted PKCS#8 PEM
+    cert_file: Path  # the broker's certificate chain, PEM
+    users: Mapping[str, str]  # name → password, for PLAIN and both SCRAM mechanisms
+    client_ca: Path | None = None  # if given, a client certificate is asked for, and must be signed by it
+
+    def properties(self, workdir: Path) -> dict[str, str]:
+        keystore = workdir / "broker-keystore.pem"
+        keystore.write_text(self.key_file.read_text() + self.cert_file.read_text())
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in self.users.items())
+        return {
+            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+            **{f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config":
+               "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+               for mechanism in SASL_MECHANISMS[1:]},
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(keystore),
+            **({"listener.name.sasl_ssl.ssl.client.auth": "requested",
+                "listener.name.sasl_ssl.ssl.truststore.type": "PEM",
+                "listener.name.sasl_ssl.ssl.truststore.location": str(self.client_ca)} if self.client_ca else {}),
+        }  # fmt: skip
+
+    def scram_arguments(self) -> list[str]:
+        """``kafka-storage format`` arguments that create every user for both SCRAM mechanisms."""
+        return [part for name, password in self.users.items() for mechanism in SASL_MECHANISMS[1:]
+                for part in ("--add-scram", f"{mechanism}=[name={name},password={password}]")]  # fmt: skip
 
 
 class KafkaStartError(RuntimeError):
@@ -114,15 +157,24 @@ class LocalKafka:
     ``stop`` (or ``kill``) followed by ``start`` is a broker restart that keeps
     its data and its ports."""
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path | None = None, port: int | None = None, sasl_ssl: SaslSslListener | None = None
+    ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-sse-bridge-kafka-"))
         self.port = port or free_port()
         self.controller_port = free_port()
+        self.sasl_ssl = sasl_ssl
+        self.sasl_ssl_port = free_port() if sasl_ssl else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        assert self.sasl_ssl_port is not None, "started without a SASL_SSL listener"
+        return f"127.0.0.1:{self.sasl_ssl_port}"
 
     def _java(self, libs: Path, *args: str, jvm_options: tuple[str, ...] = ()) -> list[str]:
         log_options = [
@@ -137,15 +189,16 @@ class LocalKafka:
             return properties
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "log4j2.properties").write_text(_LOG4J2)
+        secured = f",SASL_SSL://127.0.0.1:{self.sasl_ssl_port}" if self.sasl_ssl else ""
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{secured}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}{secured}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
             "log.dirs": str(self.workdir / "data"),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -157,6 +210,7 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "message.max.bytes": str(8 * 1024 * 1024),
+            **(self.sasl_ssl.properties(self.workdir) if self.sasl_ssl else {}),
         }
         properties.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
         cluster_id = subprocess.run(
@@ -164,7 +218,8 @@ class LocalKafka:
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
         formatted = subprocess.run(
-            self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
+            self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties),
+                       *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else [])),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if formatted.returncode != 0:
@@ -204,6 +259,15 @@ class LocalKafka:
             await asyncio.sleep(0.3)
         self.kill()
         raise KafkaStartError(f"Kafka did not become ready in {timeout:.0f} s: {last_error}")
+
+    @contextmanager
+    def running(self) -> Iterator[LocalKafka]:
+        """Started for the ``with`` block, then removed (stopped, its data deleted)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.remove()
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.process is None:

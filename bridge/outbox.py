@@ -18,6 +18,7 @@ class CloseReason(enum.Enum):
     SLOW = "slow"
     SHUTDOWN = "shutdown"
     ERROR = "error"  # the bridge could not serve it (catch-up failed); it reconnects
+    TOKEN_EXPIRED = "token_expired"  # its token ended: told with a reauth event, it reconnects with a new one
 
 
 class Subscriber:

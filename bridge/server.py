@@ -12,6 +12,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from urllib.parse import unquote_plus
 
 import uvicorn
 
@@ -22,6 +23,10 @@ from bridge.stream import SlowClientDisconnect
 
 # Streams still open this long after they were told to end are cut.
 GRACEFUL_SHUTDOWN_SECONDS = 5
+REDACTED = "[redacted]"
+# On every response, errors and streams included: browsers must not guess a
+# type from a record's bytes.
+DEFAULT_HEADERS = [("X-Content-Type-Options", "nosniff")]
 
 
 class _HideSlowClientDisconnects(logging.Filter):
@@ -29,6 +34,32 @@ class _HideSlowClientDisconnects(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], SlowClientDisconnect))
+
+
+class _RedactQueryToken(logging.Filter):
+    """Access-log lines show the request's path and query: never a token in it.
+    Names are compared decoded, as the app reads them (``access%5Ftoken`` too)."""
+
+    def __init__(self, parameter: str) -> None:
+        super().__init__()
+        self._parameter = parameter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn.access args: client address, method, path with query, HTTP version, status
+        if isinstance(record.args, tuple) and len(record.args) == 5 and isinstance(record.args[2], str):
+            record.args = (*record.args[:2], self.redact(record.args[2]), *record.args[3:])
+        return True
+
+    def redact(self, target: str) -> str:
+        path, question, query = target.partition("?")
+        if not question:
+            return target
+        fields = [
+            f"{name}={REDACTED}" if unquote_plus(name) == self._parameter else field
+            for field in query.split("&")
+            for name in (field.partition("=")[0],)
+        ]
+        return f"{path}?{'&'.join(fields)}"
 
 
 class BridgeServer(uvicorn.Server):
@@ -47,9 +78,11 @@ def build_server(settings: Settings) -> BridgeServer:
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools", lifespan="on",
-        log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, headers=DEFAULT_HEADERS,
     )  # fmt: skip
     logging.getLogger("uvicorn.error").addFilter(_HideSlowClientDisconnects())
+    if settings.jwt_query_param:
+        logging.getLogger("uvicorn.access").addFilter(_RedactQueryToken(settings.jwt_query_param))
     end_streams: Callable[[CloseReason], None] = app.state.end_streams
     return BridgeServer(config, end_streams)
 

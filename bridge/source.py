@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -34,6 +35,8 @@ POLL_TIMEOUT_MS = 200
 # thousands of records, while every connection waits.
 BATCH_RECORDS = 10_000
 RETRY_SECONDS = 1.0
+# A broker that refuses the bridge (a wrong password) is retried ever more slowly, up to this.
+MAX_RETRY_SECONDS = 15.0
 # Metadata answers are quick; a broker that takes longer is reported unreachable.
 METADATA_TIMEOUT_MS = 5000
 
@@ -45,8 +48,9 @@ class KafkaSource:
     await in between, so the reader never sees a partition without its
     channel or its exact position."""
 
-    def __init__(self, settings: Settings, hub: Hub) -> None:
+    def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any]) -> None:
         self._settings = settings
+        self._kafka = kafka  # kafkaclient.client_options: brokers, SASL, TLS
         self._hub = hub
         self._tasks: list[asyncio.Task[None]] = []
         self.assigned = False  # the first discovery is done: served topics are known
@@ -65,12 +69,11 @@ class KafkaSource:
 
     def start(self) -> None:
         """Begin in background tasks; aiokafka's clients must be made on the running loop."""
-        servers = ",".join(self._settings.bootstrap_servers)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
+            **self._kafka, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=METADATA_TIMEOUT_MS)
+        self._admin = AIOKafkaAdminClient(**self._kafka, request_timeout_ms=METADATA_TIMEOUT_MS)
         self._start_task(self._run(), "kafka-source")
 
     def _start_task(self, work: Coroutine[None, None, None], name: str) -> None:
@@ -108,15 +111,21 @@ class KafkaSource:
         """Start the clients and make the first assignment, retrying while
         Kafka cannot be reached (the bridge may start before the broker)."""
         starts: list[Callable[[], Awaitable[object]]] = [self._admin.start, self._consumer.start]
+        protocol, login = self._settings.kafka_security_protocol, ""
+        if protocol.startswith("SASL_"):
+            login = f" as {self._settings.kafka_sasl_username!r} ({self._settings.kafka_sasl_mechanism})"
         for start in starts:
+            delay = RETRY_SECONDS
             while True:
                 try:
                     await start()
                     break
                 except KafkaError as error:
-                    servers = ",".join(self._settings.bootstrap_servers)
-                    logger.warning("Kafka at %s not reachable yet: %s", servers, error)
-                    await asyncio.sleep(RETRY_SECONDS)
+                    # aiokafka logs the cause just before (refused connection, TLS, SASL authentication)
+                    logger.warning("Kafka at %s not reachable yet over %s%s, next try in %.0f s: %s",
+                                   self._kafka["bootstrap_servers"], protocol, login, delay, error)  # fmt: skip
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, MAX_RETRY_SECONDS)
         while not self.assigned:
             await self._refresh()
             if not self.assigned:

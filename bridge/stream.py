@@ -17,24 +17,28 @@ client's last id moves past the records the filter skipped.
 The hub may also close the subscriber: for being slow (its outbox passed its
 bound, and the writer may be stuck in ``send`` on a full TCP window, so it is
 cancelled and the connection dropped), for a shutdown or a failed catch-up
-(the stream ends cleanly and the browser reconnects).
+(the stream ends cleanly and the browser reconnects). So does a timer when the
+client's token expires: a ``reauth`` event, then the stream ends cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from bridge import sse
 from bridge.catchup import CatchUps, Since
+from bridge.events import reauth_event
 from bridge.hub import Resume
 from bridge.outbox import CloseReason, Subscriber
 from bridge.views import Cursor, View
 
 HEARTBEAT = sse.format_comment()
+TOKEN_EXPIRED = reauth_event(CloseReason.TOKEN_EXPIRED.value)
 HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -55,7 +59,8 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, view: View, start: Cursor | Since | None, catchups: CatchUps, *,
-                 outbox_bytes: int, heartbeat: float, retry_ms: int) -> None:  # fmt: skip
+                 outbox_bytes: int, heartbeat: float, retry_ms: int,
+                 expires_at: float | None = None) -> None:  # fmt: skip
         self.status_code = 200
         self.background = None
         self.view = view
@@ -66,6 +71,7 @@ class EventStream(Response):
         self.catchups = catchups
         self.outbox_bytes = outbox_bytes
         self.heartbeat = heartbeat
+        self.expires_at = expires_at  # epoch seconds: the client's token ends then
         self.preamble = sse.format_retry(retry_ms) + sse.format_comment("kafka-sse-bridge")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,7 +92,11 @@ class EventStream(Response):
             stats.streams_opened += 1
             if resume is not None:
                 stats.resumes[resume] += 1
-        writer = listener = None
+        writer = listener = expiry = None
+        if self.expires_at is not None:
+            expiry = asyncio.get_running_loop().call_later(
+                self.expires_at - time.time(), subscriber.close, CloseReason.TOKEN_EXPIRED
+            )
         try:
             await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
             await self._send(send, {"type": "http.response.body", "body": self.preamble, "more_body": True})
@@ -100,6 +110,8 @@ class EventStream(Response):
         finally:
             # ERROR only if nothing closed it yet (a failure, a cancellation): no catch-up may join it to live
             reason = subscriber.close(CloseReason.ERROR)
+            if expiry is not None:
+                expiry.cancel()
             view.unsubscribe(subscriber)
             for task in (writer, listener, catchup):
                 if task is not None:
@@ -110,7 +122,9 @@ class EventStream(Response):
                 stats.streams_closed[reason] += 1
         if reason is CloseReason.SLOW:
             raise SlowClientDisconnect
-        if reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
+        if reason is CloseReason.TOKEN_EXPIRED:
+            await self._send(send, {"type": "http.response.body", "body": TOKEN_EXPIRED, "more_body": False})
+        elif reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
             await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(self, send: Send, subscriber: Subscriber) -> None:

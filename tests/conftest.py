@@ -12,12 +12,8 @@ from tests.support.cluster import Cluster, unique_topic
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[LocalKafka]:
-    broker = LocalKafka()
-    broker.start()
-    try:
+    with LocalKafka().running() as broker:
         yield broker
-    finally:
-        broker.remove()
 
 
 @pytest.fixture

@@ -136,4 +136,5 @@ async def test_a_slow_client_is_counted(start_bridge: StartBridge, cluster: Clus
     assert metrics.value("subscribers", topic=topic) == 0
     # cut while its writer was blocked in send
     assert (metrics.value("send_failures_total") or 0) >= 1
-    assert metrics.value("records_consumed_total", topic=topic) == len(LARGE)
+    # the cut can come before the reader's last batch: the reader still takes every record
+    await eventually(bridge, lambda m: m.value("records_consumed_total", topic=topic) == len(LARGE))

@@ -42,11 +42,12 @@ class BridgeProcess:
             *[part for name, value in options.items() for part in (f"--{name}", value)],
         ]
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, timeout: float = 30.0, until: str = "/readyz") -> None:
+        """Start, and wait until GET ``until`` answers 200."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-        await wait_until_serving("bridge", self.process, f"{self.url}/readyz", timeout, self.log)
+        await wait_until_serving("bridge", self.process, f"{self.url}{until}", timeout, self.log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -125,16 +126,18 @@ class Stream:
 
 @asynccontextmanager
 async def open_stream(url: str, topic: str, last_event_id: str | None = None,
-                      query: Mapping[str, str] | None = None) -> AsyncIterator[Stream]:  # fmt: skip
-    async with open_sse(url, f"/sse/{topic}", last_event_id, list((query or {}).items())) as stream:
+                      query: Mapping[str, str] | None = None,
+                      headers: Mapping[str, str] | None = None) -> AsyncIterator[Stream]:  # fmt: skip
+    async with open_sse(url, f"/sse/{topic}", last_event_id, list((query or {}).items()), headers) as stream:
         yield stream
 
 
 @asynccontextmanager
 async def open_sse(url: str, path: str, last_event_id: str | None = None,
-                   params: Sequence[tuple[str, str]] = ()) -> AsyncIterator[Stream]:  # fmt: skip
+                   params: Sequence[tuple[str, str]] = (),
+                   headers: Mapping[str, str] | None = None) -> AsyncIterator[Stream]:  # fmt: skip
     """An SSE stream of any path, with repeatable query parameters."""
-    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    headers = {**(headers or {}), **({"Last-Event-ID": last_event_id} if last_event_id is not None else {})}
     async with (
         httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0, read=None)) as client,
         client.stream("GET", path, headers=headers, params=list(params)) as response,

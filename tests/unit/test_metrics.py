@@ -64,7 +64,7 @@ async def test_the_collector_reads_counters_and_state_at_scrape_time() -> None:
     topic.stats.resumes[Resume.GAP] = 1
     topic.stats.heartbeats = 4
     hub.channels["quiet"].stats.heartbeats = 3
-    catchups = CatchUps(Settings())
+    catchups = CatchUps(Settings(), {})
     catchups.running, catchups.waiting = 1, 2
     registry = create_registry(hub, Kafka({("t", 0): 9, ("t", 1): 8}, ready=False), catchups)
 
@@ -92,14 +92,14 @@ async def test_the_collector_reads_counters_and_state_at_scrape_time() -> None:
 
 async def test_registries_belong_to_their_app() -> None:
     hubs = [Hub(ring_records=10, ring_bytes=1 << 20, type_header=None) for _ in range(2)]
-    registries = [create_registry(hub, Kafka({}), CatchUps(Settings())) for hub in hubs]
+    registries = [create_registry(hub, Kafka({}), CatchUps(Settings(), {})) for hub in hubs]
     hubs[0].open_channel("t", (0,)).stats.streams_opened = 1
     hubs[1].open_channel("t", (0,))
     assert [r.get_sample_value("kafka_sse_bridge_streams_opened_total", {"topic": "t"}) for r in registries] == [1, 0]
 
 
 async def test_the_scraper_chooses_the_format() -> None:
-    registry = create_registry(Hub(ring_records=1, ring_bytes=1, type_header=None), Kafka({}), CatchUps(Settings()))
+    registry = create_registry(Hub(ring_records=1, ring_bytes=1, type_header=None), Kafka({}), CatchUps(Settings(), {}))
     text, content_type = exposition(registry, None)
     assert content_type.startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(text.decode())}
