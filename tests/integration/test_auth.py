@@ -14,8 +14,8 @@ import jwt
 import orjson
 import pytest
 
-from tests.support.bridgeproc import BridgeProcess, open_stream
-from tests.support.cluster import Cluster
+from tests.support.bridgeproc import BridgeProcess, open_sse, open_stream
+from tests.support.cluster import Cluster, unique_topic
 from tests.support.scrape import eventually
 
 pytestmark = pytest.mark.kafka
@@ -110,3 +110,19 @@ async def test_an_expiring_token_gets_reauth_then_a_fresh_one_resumes_exactly(
         rest = await stream.events(6)
     assert sorted(event.data.encode() for event in first + rest) == sorted(values)
     await eventually(guarded, lambda m: m.value("streams_closed_total", topic=topic, reason="token_expired") == 1)
+
+
+async def test_a_stream_of_several_topics_needs_every_one_granted(
+    guarded: BridgeProcess, cluster: Cluster, topic: str
+) -> None:
+    second = await cluster.create_topic(unique_topic(), partitions=1)
+    await guarded.wait_for_topic(second, 1)
+    both = [("topic", topic), ("topic", second)]
+    async with httpx.AsyncClient(base_url=guarded.url) as client:
+        one = await client.get("/sse", params={"topic": [topic, second]}, headers=bearer(mint([topic])))
+    assert (one.status_code, one.json()["error"]) == (403, "forbidden_topic")
+    assert second in one.json()["message"]
+    async with open_sse(guarded.url, "/sse", None, both, headers=bearer(mint([topic, second]))) as stream:
+        await cluster.produce(second, [b"granted"])
+        event = await stream.next_event()
+    assert event.data == "granted"
