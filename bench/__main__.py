@@ -1,0 +1,129 @@
+"""``python -m bench``: every scenario against the bridge and the naive baseline, in one run.
+
+Starts a real Kafka broker (bridge.localkafka), builds the Go load client
+(bench/loadclient), then for each scenario starts a fresh server under test
+as its own process (the bridge through its console script with its default
+settings, or the naive baseline, bench/naive.py), runs the load and stops it.
+Prints a table, writes bench/results/bench.json and bench/results/fanout.png.
+Every process dies with the benchmark, Ctrl-C and failures included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bench import catchup, connections, fanout, report
+from bench.processes import BENCH, Context, build_load_client
+from bridge.localkafka import KAFKA_VERSION, LocalKafka
+
+RESULTS = BENCH / "results"
+SCENARIOS = ("fanout", "connections", "catchup")
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}")
+    parser.add_argument("--value-bytes", type=int, default=100, help="bytes per record value (default 100)")
+    parser.add_argument("--catchup-records", type=int, default=1_000_000, help="records behind (default 1000000)")
+    parser.add_argument("--rates", default=",".join(map(str, fanout.RATES)),
+                        help="fan-out steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
+    arguments = parser.parse_args(argv)
+    arguments.scenarios = [name for name in arguments.scenarios.split(",") if name]
+    arguments.rates = [int(rate) for rate in arguments.rates.split(",") if rate]
+    if unknown := set(arguments.scenarios) - set(SCENARIOS):
+        parser.error(f"unknown scenarios {sorted(unknown)}")
+    return arguments
+
+
+def bridge_code() -> str:
+    """The commit measured, and whether bridge/ had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=BENCH.parent)
+        return done.stdout.strip() if done.returncode == 0 else "?"
+
+    dirty = git("status", "--porcelain", "--", "bridge")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes in bridge/" if dirty else "")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _arguments(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the clean-up below runs
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="kafka-sse-bench-"))
+    kafka = LocalKafka()
+    results: dict[str, Any] = {
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "processor": report.cpu_model(), "load_average_at_start": os.getloadavg()},
+        "versions": {name: version(name) for name in ("aiokafka", "uvicorn", "uvloop", "httptools", "starlette")}
+        | {"kafka": KAFKA_VERSION},
+        "bridge_code": bridge_code(),
+        "value_bytes": arguments.value_bytes,
+    }  # fmt: skip
+    try:
+        print("building the load client, starting Kafka ...", flush=True)
+        client = build_load_client(workdir)
+        kafka.start()
+        assert kafka.process is not None
+        context = Context(client, kafka.bootstrap_servers, kafka.process.pid, workdir, arguments.value_bytes)
+        if "fanout" in arguments.scenarios:
+            print("(a) fan-out", flush=True)
+            results["fanout"] = [
+                asdict(step)
+                for name in ("bridge", "naive")
+                for step in fanout.run(context, name, _topic(context, "fanout", name), arguments.rates)
+            ]
+        if "connections" in arguments.scenarios:
+            print("(b, c) idle connections and a reconnect storm", flush=True)
+            results["connections"] = [asdict(connections.run(context, name, _topic(context, "conn", name)))
+                                      for name in ("bridge", "naive")]  # fmt: skip
+        if "catchup" in arguments.scenarios:
+            print("(d) catch-up", flush=True)
+            results["catchup"] = catchup.run(context, arguments.catchup_records)
+    finally:
+        kafka.remove()
+        results["load_average_at_end"] = os.getloadavg()
+        results["seconds"] = round(time.monotonic() - started)
+        arguments.output.mkdir(parents=True, exist_ok=True)
+        (arguments.output / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
+        shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    report.print_tables(results)
+    if "fanout" in results:
+        report.chart(results, arguments.output / "fanout.png")
+    print(f"\nresults: {arguments.output / 'bench.json'}, chart: {arguments.output / 'fanout.png'}")
+    return 0
+
+
+def _topic(context: Context, scenario: str, server: str) -> str:
+    """A fresh topic per scenario and server, so neither sees the other's records."""
+    from bench.processes import create_topic
+
+    topic = f"bench-{scenario}-{server}-{uuid.uuid4().hex[:6]}"
+    create_topic(context.bootstrap_servers, topic, fanout.PARTITIONS)
+    return topic
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+module kafka-sse-bridge/bench/loadclient
+
+go 1.22
