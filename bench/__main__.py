@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import catchup, connections, fanout, report
-from bench.processes import BENCH, Context, build_load_client
+from bench.processes import BENCH, TOPIC_PARTITIONS, Context, build_load_client, create_topic
 from bridge.localkafka import KAFKA_VERSION, LocalKafka
 
 RESULTS = BENCH / "results"
@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bridge_code": bridge_code(),
         "value_bytes": arguments.value_bytes,
     }  # fmt: skip
+    completed = False
     try:
         print("building the load client, starting Kafka ...", flush=True)
         client = build_load_client(workdir)
@@ -101,13 +102,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "catchup" in arguments.scenarios:
             print("(d) catch-up", flush=True)
             results["catchup"] = catchup.run(context, arguments.catchup_records)
+        completed = True
     finally:
         kafka.remove()
         results["load_average_at_end"] = os.getloadavg()
         results["seconds"] = round(time.monotonic() - started)
         arguments.output.mkdir(parents=True, exist_ok=True)
         (arguments.output / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
-        shutil.rmtree(workdir, ignore_errors=True)
+        if completed:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"\nthe run did not complete; logs kept in {workdir}", file=sys.stderr)
     print()
     report.print_tables(results)
     if "fanout" in results:
@@ -118,10 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _topic(context: Context, scenario: str, server: str) -> str:
     """A fresh topic per scenario and server, so neither sees the other's records."""
-    from bench.processes import create_topic
-
     topic = f"bench-{scenario}-{server}-{uuid.uuid4().hex[:6]}"
-    create_topic(context.bootstrap_servers, topic, fanout.PARTITIONS)
+    create_topic(context.bootstrap_servers, topic, TOPIC_PARTITIONS)
     return topic
 
 

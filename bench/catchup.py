@@ -28,9 +28,8 @@ from typing import Any
 import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.processes import BenchError, Context, CpuMeter, LoadClient, create_topic, end_offsets, stop
+from bench.processes import TOPIC_PARTITIONS, BenchError, Context, CpuMeter, LoadClient, create_topic, end_offsets, stop
 
-PARTITIONS = 3
 PRODUCE_SECONDS = 300.0
 CATCHUP_SECONDS = 300.0
 
@@ -89,8 +88,8 @@ async def _consume(job: ConsumerJob) -> tuple[int, int, list[int], int, int, flo
 
 
 def partition_counts(records: int) -> list[int]:
-    """Record i goes to partition i % PARTITIONS."""
-    return [len(range(p, records, PARTITIONS)) for p in range(PARTITIONS)]
+    """Record i goes to partition i % TOPIC_PARTITIONS."""
+    return [len(range(p, records, TOPIC_PARTITIONS)) for p in range(TOPIC_PARTITIONS)]
 
 
 def value_lines(partition: int, count: int, value_bytes: int) -> bytes:
@@ -98,7 +97,7 @@ def value_lines(partition: int, count: int, value_bytes: int) -> bytes:
     filler = b"abcdefghijklmnopqrstuvwxyz0123456789" * (value_bytes // 36 + 2)
     lines = []
     for k in range(count):
-        sequence = k * PARTITIONS + partition
+        sequence = k * TOPIC_PARTITIONS + partition
         head = b'{"seq":%d,"partition":%d,"pad":"' % (sequence, partition)
         start = sequence % 36
         lines.append(head + filler[start : start + max(0, value_bytes - len(head) - 2)] + b'"}\n')
@@ -131,14 +130,14 @@ def produce(bootstrap_servers: str, topic: str, files: Sequence[Path]) -> float:
 
 def run(context: Context, records: int) -> dict[str, Any]:
     topic = f"bench-catchup-{os.getpid()}"
-    create_topic(context.bootstrap_servers, topic, PARTITIONS)
+    create_topic(context.bootstrap_servers, topic, TOPIC_PARTITIONS)
     files = []
     for partition, count in enumerate(partition_counts(records)):
         files.append(context.workdir / f"catchup-{partition}.txt")
         files[-1].write_bytes(value_lines(partition, count, context.value_bytes))
     print(f"  filling {topic} with {records} records ...", flush=True)
     produce(context.bootstrap_servers, topic, files)
-    ends = end_offsets(context.bootstrap_servers, topic, PARTITIONS)
+    ends = end_offsets(context.bootstrap_servers, topic, TOPIC_PARTITIONS)
     if ends != partition_counts(records):
         raise BenchError(f"end offsets {ends} differ from the records sent {partition_counts(records)}")
 
@@ -158,7 +157,7 @@ def run(context: Context, records: int) -> dict[str, Any]:
         meter = CpuMeter({"server": server.pid, "broker": context.broker_pid})
         started = time.time()
         client = LoadClient.start(context.client, server, topic, context.workdir / "client-catchup.log",
-                                  "-n", "1", "-check", "-last-event-id", ".".join("0" * PARTITIONS),
+                                  "-n", "1", "-check", "-last-event-id", ".".join("0" * TOPIC_PARTITIONS),
                                   "-target", str(records), "-sample", "1", "-buffer", str(256 * 1024),
                                   "-seconds", str(CATCHUP_SECONDS))  # fmt: skip
         meter.watched["client"] = client.process.pid

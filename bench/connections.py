@@ -46,6 +46,7 @@ class ConnectionsResult:
     storm_not_resumed: int  # streams that did not get an event after reconnecting
     storm_resume_seconds: float | None  # None: not every stream resumed within RESUME_SECONDS
     storm_events: int
+    storm_resume_curve: list[tuple[float, int]]  # (seconds after the storm, streams resumed), every report
     lost: int
     duplicated: int
     stream_errors: int
@@ -86,8 +87,8 @@ def run(context: Context, server_name: str, topic: str) -> ConnectionsResult:
             storm = client.noted("storm", 5)
             resumed = _wait_resumed(client)
         time.sleep(1.0)  # the last records reach every stream
-        final = client.finish()
         storm_cpu = meter.percent()
+        final = client.finish()
     finally:
         client.finish()
         stop(server.process)
@@ -101,6 +102,8 @@ def run(context: Context, server_name: str, topic: str) -> ConnectionsResult:
         storm_not_resumed=CONNECTIONS - final["resumed"],
         storm_resume_seconds=None if resume_seconds is None else round(resume_seconds, 3),
         storm_events=final["events"] - events_before,
+        storm_resume_curve=[(round(r["time"] - storm["time"], 2), r["resumed"]) for r in client.reports
+                            if r["time"] >= storm["time"] and (not r["all_resumed_at"] or r is resumed)],
         lost=final["lost"], duplicated=final["duplicates"],
         stream_errors=final["errors"], client_cpu_percent=storm_cpu["client"], load_average=os.getloadavg(),
     )  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Any
 from bench.processes import Context, CpuMeter, LoadClient, producing, rss_bytes, stop
 
 SUBSCRIBERS = 1000
-PARTITIONS = 3
+
 RATES = (50, 100, 200, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10_000, 12_000)  # records/s
 STEP_SECONDS = 6.0
 WARMUP_SECONDS = 1.5
@@ -43,6 +43,9 @@ class Step:
     p50_ms: float | None
     p99_ms: float | None
     server_cpu_percent: float
+    server_cpu_ns_per_event: (
+        float | None
+    )  # server CPU time over events delivered: steadier than rates on a busy machine
     client_cpu_percent: float
     broker_cpu_percent: float
     others_cpu_percent: float
@@ -123,7 +126,8 @@ def _step(server: str, rate: int, client: LoadClient, start: float, end: float, 
     return Step(
         server=server, rate=rate, offered=rate * connected, delivered=round(delivered),
         p50_ms=percentile(buckets, 0.5), p99_ms=p99,
-        server_cpu_percent=cpu["server"], broker_cpu_percent=cpu["broker"], others_cpu_percent=cpu["others"],
-        client_cpu_percent=cpu["client"],
+        server_cpu_percent=cpu["server"],
+        server_cpu_ns_per_event=round(cpu["server"] * 1e7 / delivered, 1) if delivered else None,
+        client_cpu_percent=cpu["client"], broker_cpu_percent=cpu["broker"], others_cpu_percent=cpu["others"],
         server_rss_mb=round(rss_bytes(pid) / 2**20, 1), dropped=dropped, load_average=os.getloadavg(), behind=behind,
     )  # fmt: skip

@@ -9,7 +9,7 @@ fan-out design. Each event carries the same cursor id as the bridge's, so the
 load client can count lost and duplicated records; there is no resume
 (Last-Event-ID is ignored: a reconnecting client starts at the live end).
 
-    python -m bench.naive --bootstrap-servers HOST:PORT --topic TOPIC --port PORT
+    python -m bench.naive --bootstrap-servers HOST:PORT --topic TOPIC --partitions N --port PORT
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from bridge.source import FETCH_MAX_WAIT_MS
 Item = tuple[str, bytes]  # (event id, record value)
 
 
-def create_app(bootstrap_servers: str, topic: str) -> Starlette:
+def create_app(bootstrap_servers: str, topic: str, partition_count: int) -> Starlette:
     queues: set[asyncio.Queue[Item]] = set()
     assigned = asyncio.Event()
 
@@ -40,8 +40,7 @@ def create_app(bootstrap_servers: str, topic: str) -> Starlette:
                                     fetch_max_wait_ms=FETCH_MAX_WAIT_MS)  # fmt: skip
         await consumer.start()
         try:
-            await consumer.topics()  # fetches the metadata partitions_for_topic reads
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            partitions = [TopicPartition(topic, p) for p in range(partition_count)]
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             position = [ends[tp] for tp in partitions]
@@ -76,6 +75,7 @@ def create_app(bootstrap_servers: str, topic: str) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         consumer = asyncio.create_task(consume())
+        consumer.add_done_callback(lambda task: task.cancelled() or task.result())  # a failure shows in the log
         yield
         consumer.cancel()
 
@@ -86,9 +86,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.naive", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap-servers", required=True)
     parser.add_argument("--topic", required=True)
+    parser.add_argument("--partitions", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
     arguments = parser.parse_args(argv)
-    app = create_app(arguments.bootstrap_servers, arguments.topic)
+    app = create_app(arguments.bootstrap_servers, arguments.topic, arguments.partitions)
     uvicorn.run(app, host="127.0.0.1", port=arguments.port, loop="uvloop", http="httptools", log_level="warning")
 
 

@@ -29,6 +29,7 @@ from bridge.localkafka import free_port
 
 BENCH = Path(__file__).resolve().parent
 READY_SECONDS = 60.0
+TOPIC_PARTITIONS = 3  # of every benchmark topic
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -118,9 +119,9 @@ def start_bridge(bootstrap_servers: str, topic: str, port: int, log: Path, extra
     return server
 
 
-def start_naive(bootstrap_servers: str, topic: str, port: int, log: Path) -> Server:
+def start_naive(bootstrap_servers: str, topic: str, partitions: int, port: int, log: Path) -> Server:
     command = [sys.executable, "-m", "bench.naive", "--bootstrap-servers", bootstrap_servers, "--topic", topic,
-               "--port", str(port)]  # fmt: skip
+               "--partitions", str(partitions), "--port", str(port)]  # fmt: skip
     server = Server("naive", spawn(command, log, cwd=BENCH.parent), port, log)
     server.wait_ready(topic)
     return server
@@ -289,4 +290,4 @@ class Context:
         port, log = free_port(), self.workdir / f"{name}-{topic}.log"
         if name == "bridge":
             return start_bridge(self.bootstrap_servers, topic, port, log, extra)
-        return start_naive(self.bootstrap_servers, topic, port, log)
+        return start_naive(self.bootstrap_servers, topic, TOPIC_PARTITIONS, port, log)

@@ -183,7 +183,8 @@ func (s *conn) once() error {
 	if err != nil {
 		return err
 	}
-	defer response.Body.Close()
+	// No response.Body.Close: on an unfinished body it reads to the end, which an
+	// event stream never reaches; closing the connection (deferred above) ends it.
 	if response.StatusCode != 200 {
 		return fmt.Errorf("status %d", response.StatusCode)
 	}
