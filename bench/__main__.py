@@ -27,12 +27,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import catchup, connections, fanout, report
+from bench import catchup, connections, fanout, report, responses
 from bench.processes import BENCH, TOPIC_PARTITIONS, Context, build_load_client, create_topic
 from bridge.localkafka import KAFKA_VERSION, LocalKafka
 
 RESULTS = BENCH / "results"
-SCENARIOS = ("fanout", "connections", "catchup")
+SCENARIOS = ("fanout", "connections", "catchup", "responses")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "catchup" in arguments.scenarios:
             print("(d) catch-up", flush=True)
             results["catchup"] = catchup.run(context, arguments.catchup_records)
+        if "responses" in arguments.scenarios:
+            print("the streaming response alone: bridge, sse-starlette, FastAPI", flush=True)
+            results["responses"] = responses.run()
         completed = True
     finally:
         kafka.remove()

@@ -82,6 +82,18 @@ def print_tables(results: dict[str, Any]) -> None:
               bridge["ratio_to_baseline"], bridge["lost"], bridge["server_cpu_percent"], bridge["client_cpu_percent"],
               _load(catchup["load_average"])]],
         )  # fmt: skip
+    if "responses" in results:
+        _responses_table(results["responses"])
+
+
+def _responses_table(rows: Sequence[dict[str, Any]]) -> None:
+    base = rows[0]["us_per_connection_batch"]
+    _table(
+        "streaming response alone, in process (bench/responses.py)",
+        ["response", "CPU us/stream/batch", "vs bridge", "KiB/stream"],
+        [[r["response"], r["us_per_connection_batch"], round(r["us_per_connection_batch"] / base, 1),
+          r["kib_per_connection"]] for r in rows],
+    )  # fmt: skip
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
