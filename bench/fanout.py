@@ -13,6 +13,7 @@ streams were dropped; the ladder stops there.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
 from collections import Counter
@@ -21,7 +22,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from bench.processes import Context, CpuMeter, LoadClient, producing, rss_bytes, stop
+import uvloop
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.processes import TOPIC_PARTITIONS, Context, CpuMeter, LoadClient, producing, rss_bytes, stop
 
 SUBSCRIBERS = 1000
 
@@ -49,6 +53,8 @@ class Step:
     client_cpu_percent: float
     broker_cpu_percent: float
     others_cpu_percent: float
+    kafka_p50_ms: float | None  # the same records read straight from Kafka: the producer's and broker's share
+    kafka_p99_ms: float | None
     server_rss_mb: float
     dropped: int  # streams the server closed during the step
     load_average: tuple[float, float, float]
@@ -91,15 +97,18 @@ def run(context: Context, server_name: str, topic: str, rates: Sequence[int] = R
             print(f"  {server_name}: {rate} records/s x {SUBSCRIBERS} subscribers ...", flush=True)
             errors_before, produced = client.last["errors"], client.last["events"]
             log = context.workdir / f"producer-{topic}.log"
+            window = STEP_SECONDS - WARMUP_SECONDS - 0.2
             with producing(context.client, context.bootstrap_servers, topic, rate, STEP_SECONDS, context.value_bytes,
-                           log):  # fmt: skip
+                           log), multiprocessing.get_context("spawn").Pool(1) as pool:  # fmt: skip
+                floor = pool.apply_async(kafka_latency, (context.bootstrap_servers, topic, WARMUP_SECONDS, window))
                 time.sleep(WARMUP_SECONDS)
                 meter.start()
                 start = time.time()
-                time.sleep(STEP_SECONDS - WARMUP_SECONDS - 0.2)
+                time.sleep(window)
                 end = time.time()
                 cpu = meter.percent()
-            steps.append(_step(server_name, rate, client, start, end, cpu, server.pid, errors_before))
+                kafka = floor.get(timeout=60)
+            steps.append(_step(server_name, rate, client, start, end, cpu, server.pid, errors_before, kafka))
             print(f"    delivered {steps[-1].delivered} events/s, p99 {steps[-1].p99_ms} ms", flush=True)
             if steps[-1].behind:
                 break
@@ -115,8 +124,44 @@ def _has_events(report: dict[str, Any], count: float) -> bool:
     return bool(report["events"] >= count)
 
 
+def kafka_latency(bootstrap_servers: str, topic: str, warmup: float, seconds: float) -> tuple[float | None, ...]:
+    """In a process of its own: p50 and p99 produce-to-read latency, ms, of a plain
+    aiokafka consumer (answered at the first byte) over ``seconds`` after ``warmup``."""
+    return uvloop.run(_kafka_latency(bootstrap_servers, topic, warmup, seconds))
+
+
+async def _kafka_latency(bootstrap_servers: str, topic: str, warmup: float, seconds: float) -> tuple[float | None, ...]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=100)  # fmt: skip
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(TOPIC_PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        buckets: Counter[int] = Counter()
+        start = time.monotonic() + warmup
+        while (now := time.monotonic()) < start + seconds:
+            batch = await consumer.getmany(timeout_ms=100)
+            received = time.time_ns()
+            if now < start:
+                continue
+            for records in batch.values():
+                for record in records:
+                    value = record.value or b""
+                    sent = int(value[5 : value.index(b",")])  # {"t":<ns>,...
+                    buckets[bucket_of((received - sent) / 1000)] += 1
+        return percentile(buckets, 0.5), percentile(buckets, 0.99)
+    finally:
+        await consumer.stop()
+
+
+def bucket_of(microseconds: float) -> int:
+    """The load client's histogram bucket for a latency."""
+    return int(math.log(microseconds) * BUCKETS_PER_E) if microseconds >= 1 else 0
+
+
 def _step(server: str, rate: int, client: LoadClient, start: float, end: float, cpu: dict[str, float], pid: int,
-          errors_before: int) -> Step:  # fmt: skip
+          errors_before: int, kafka: tuple[float | None, ...]) -> Step:  # fmt: skip
     reports = client.between(start, end)
     delivered, buckets = window_figures(reports)
     connected = reports[0]["connected"]
@@ -129,5 +174,6 @@ def _step(server: str, rate: int, client: LoadClient, start: float, end: float, 
         server_cpu_percent=cpu["server"],
         server_cpu_ns_per_event=round(cpu["server"] * 1e7 / delivered, 1) if delivered else None,
         client_cpu_percent=cpu["client"], broker_cpu_percent=cpu["broker"], others_cpu_percent=cpu["others"],
-        server_rss_mb=round(rss_bytes(pid) / 2**20, 1), dropped=dropped, load_average=os.getloadavg(), behind=behind,
+        kafka_p50_ms=kafka[0], kafka_p99_ms=kafka[1], server_rss_mb=round(rss_bytes(pid) / 2**20, 1),
+        dropped=dropped, load_average=os.getloadavg(), behind=behind,
     )  # fmt: skip
