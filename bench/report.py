@@ -111,13 +111,17 @@ def chart(results: dict[str, Any], path: Path) -> None:
         offered = [s["offered"] for s in steps]
         rate_axes.plot(offered, [s["delivered"] for s in steps], style, label=label)
         latency_axes.plot(offered, [s["p99_ms"] or float("nan") for s in steps], style, label=label)
-    top = max(s["offered"] for s in results["fanout"])
-    rate_axes.plot([0, top], [0, top], ":", color="grey", label="delivered = offered")
-    rate_axes.set(xlabel="offered events/s (records/s x 1,000 subscribers)", ylabel="delivered events/s",
+    offered = sorted({s["offered"] for s in results["fanout"]})
+    rate_axes.plot(offered, offered, ":", color="grey", label="delivered = offered")
+    bridge_steps = [s for s in results["fanout"] if s["server"] == "bridge"]
+    latency_axes.plot([s["offered"] for s in bridge_steps], [s["kafka_p99_ms"] or float("nan") for s in bridge_steps],
+                      ".:", color="grey", label="Kafka alone (producer + broker + a plain consumer)")  # fmt: skip
+    rate_axes.set(xlabel="offered events/s (records/s x 1,000 subscribers)", ylabel="delivered events/s (log)",
                   title="Delivered events/s, 1,000 subscribers")  # fmt: skip
     latency_axes.set(xlabel="offered events/s", ylabel="p99 latency, ms (log)", yscale="log",
                      title="p99 produce-to-receive latency")  # fmt: skip
     latency_axes.axhline(50, color="grey", linestyle=":", label="50 ms")
+    rate_axes.set_yscale("log")
     for axes in (rate_axes, latency_axes):
         axes.set_xscale("log")
         axes.grid(True, which="both", alpha=0.3)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import time
@@ -72,20 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def _serve(arguments: dict[str, Any]) -> int:
     config_file = arguments.pop("config", None) or os.environ.get(f"{ENV_PREFIX}CONFIG")
     settings = load_settings(arguments, Path(config_file) if config_file else None)
-    _configure_logging(settings.log_level)
-    server.serve(settings)
-    return 0
+    server.configure_logging(settings.log_level)
+    return server.serve(settings)
 
 
 def _dev(host: str, port: int) -> int:
-    _configure_logging("info")
+    server.configure_logging("info")
     kafka = LocalKafka()
     print(f"{PROG} dev: starting Kafka (the first run fetches its jars with Maven)…", flush=True)
     kafka.start()

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     metadata_interval: float = Field(
         default=5.0, gt=0, le=3600, description="seconds between looks for new topics and partitions"
     )
+    workers: int = Field(
+        default=1, ge=1, le=64,
+        description="processes serving the same port (SO_REUSEPORT spreads connections), each with its own consumer",
+    )  # fmt: skip
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info", description="log level")
 
     # Token auth (bridge/auth.py) is on when one of the three key files is given; "" means not set.

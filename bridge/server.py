@@ -21,6 +21,7 @@ from bridge.app import create_app
 from bridge.config import Settings
 from bridge.outbox import CloseReason
 from bridge.stream import SlowClientDisconnect
+from bridge.workers import run_workers
 
 # Streams still open this long after they were told to end are cut.
 GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -102,7 +103,15 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-def serve(settings: Settings) -> None:
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(settings: Settings) -> int:
+    """Serve until told to stop; the exit code."""
+    if settings.workers > 1:
+        return run_workers(settings)
     server = build_server(settings)
     tune_gc()
     server.run()
+    return 0
