@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("(a) fan-out", flush=True)
             results["fanout"] = [
                 asdict(step)
-                for name in ("bridge", "naive")
+                for name in ("bridge", "bridge-2w", "naive")
                 for step in fanout.run(context, name, _topic(context, "fanout", name), arguments.rates)
             ]
         if "connections" in arguments.scenarios:

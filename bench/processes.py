@@ -30,6 +30,8 @@ from bridge.localkafka import free_port
 BENCH = Path(__file__).resolve().parent
 READY_SECONDS = 60.0
 TOPIC_PARTITIONS = 3  # of every benchmark topic
+# The bridges under test by name: their flags beyond where to listen and read.
+BRIDGES: dict[str, tuple[str, ...]] = {"bridge": (), "bridge-2w": ("--workers", "2")}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -102,7 +104,7 @@ class Server:
         raise BenchError(f"{self.name} did not serve {topic} within {READY_SECONDS:.0f} s:\n{self.log_tail()}")
 
     def _serves(self, client: httpx.Client, topic: str) -> bool:
-        if self.name != "bridge":
+        if self.name not in BRIDGES:
             return True
         return any(entry["topic"] == topic for entry in client.get("/topics").json()["topics"])
 
@@ -110,7 +112,8 @@ class Server:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
-def start_bridge(bootstrap_servers: str, topic: str, port: int, log: Path, extra: Sequence[str] = ()) -> Server:
+def start_bridge(bootstrap_servers: str, topic: str, port: int, log: Path, extra: Sequence[str] = (),
+                 name: str = "bridge") -> Server:  # fmt: skip
     """As users run it: the console script with the default settings, apart from where it listens and reads."""
     command = ["kafka-sse-bridge", "serve", "--bootstrap-servers", bootstrap_servers, "--topics", topic,
                "--port", str(port), *extra]  # fmt: skip
@@ -130,15 +133,34 @@ def start_naive(bootstrap_servers: str, topic: str, partitions: int, port: int, 
 # ---------------------------------------------------------------- /proc
 
 
+def family(pid: int) -> list[int]:
+    """A process and its children: a bridge with --workers is a parent and its workers."""
+    found = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU time of a process and its children (all their threads)."""
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            stat = Path(f"/proc/{member}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def rss_bytes(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
+    """Resident memory of a process and its children."""
+    total = 0
+    for member in family(pid):
+        with contextlib.suppress(OSError):
+            total += int(Path(f"/proc/{member}/statm").read_text().split()[1]) * PAGE_BYTES
+    return total
 
 
 def machine_busy_seconds() -> float:
@@ -286,8 +308,8 @@ class Context:
     workdir: Path
     value_bytes: int
 
-    def start_server(self, name: str, topic: str, extra: Sequence[str] = ()) -> Server:
+    def start_server(self, name: str, topic: str) -> Server:
         port, log = free_port(), self.workdir / f"{name}-{topic}.log"
-        if name == "bridge":
-            return start_bridge(self.bootstrap_servers, topic, port, log, extra)
+        if name in BRIDGES:
+            return start_bridge(self.bootstrap_servers, topic, port, log, BRIDGES[name], name)
         return start_naive(self.bootstrap_servers, topic, TOPIC_PARTITIONS, port, log)

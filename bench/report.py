@@ -56,11 +56,13 @@ def print_tables(results: dict[str, Any]) -> None:
               "no" if s["behind"] else "yes"] for s in steps],
         )  # fmt: skip
         best = best_steps(steps)
-        bridge, naive = best.get("bridge"), best.get("naive")
-        if bridge and naive:
-            print(f"\n  highest rate kept up: bridge {bridge['delivered']} events/s (p99 {bridge['p99_ms']} ms), "
-                  f"naive {naive['delivered']} events/s (p99 {naive['p99_ms']} ms): "
-                  f"{bridge['delivered'] / naive['delivered']:.1f}x")  # fmt: skip
+        naive = best.get("naive")
+        for name in ("bridge", "bridge-2w"):
+            bridge = best.get(name)
+            if bridge and naive:
+                print(f"\n  highest rate kept up: {name} {bridge['delivered']} events/s (p99 {bridge['p99_ms']} ms), "
+                      f"naive {naive['delivered']} events/s (p99 {naive['p99_ms']} ms): "
+                      f"{bridge['delivered'] / naive['delivered']:.1f}x")  # fmt: skip
     if "connections" in results:
         _table(
             "(b) 10,000 idle subscribers, (c) then all reconnect at once with Last-Event-ID",
@@ -105,9 +107,11 @@ def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (rate_axes, latency_axes) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for server, style in (("bridge", "o-"), ("naive", "s--")):
+    labels = {"bridge": "kafka-sse-bridge", "bridge-2w": "kafka-sse-bridge --workers 2",
+              "naive": "naive baseline (queue per client)"}  # fmt: skip
+    for server, style in (("bridge", "o-"), ("bridge-2w", "^-"), ("naive", "s--")):
         steps = [s for s in results["fanout"] if s["server"] == server]
-        label = "kafka-sse-bridge" if server == "bridge" else "naive baseline (queue per client)"
+        label = labels[server]
         offered = [s["offered"] for s in steps]
         rate_axes.plot(offered, [s["delivered"] for s in steps], style, label=label)
         latency_axes.plot(offered, [s["p99_ms"] or float("nan") for s in steps], style, label=label)
