@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ class Server:
         return self.process.pid
 
     def wait_ready(self, topic: str) -> None:
-        """Until /readyz is 200 and the stream route of ``topic`` is served."""
+        """Until /readyz is 200 and ``topic`` (or a topic the pattern matches) is served."""
         deadline = time.monotonic() + READY_SECONDS
         with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5.0) as client:
             while time.monotonic() < deadline:
@@ -106,7 +107,7 @@ class Server:
     def _serves(self, client: httpx.Client, topic: str) -> bool:
         if self.name not in BRIDGES:
             return True
-        return any(entry["topic"] == topic for entry in client.get("/topics").json()["topics"])
+        return any(fnmatchcase(entry["topic"], topic) for entry in client.get("/topics").json()["topics"])
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import uvloop
@@ -36,8 +36,10 @@ from bridge import cursor as cursors
 from bridge.catchup import CatchUps
 from bridge.config import Settings
 from bridge.events import record_event
-from bridge.hub import Channel
+from bridge.hub import Hub
+from bridge.kafkaclient import client_options
 from bridge.stream import EventStream
+from bridge.views import Subscription
 
 CONNECTIONS = 500
 BATCHES = 100
@@ -49,6 +51,7 @@ DONE_SECONDS = 120.0
 class Record(NamedTuple):
     partition: int
     offset: int
+    key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
     timestamp: int
@@ -58,22 +61,25 @@ class Variant(NamedTuple):
     """``app`` serves one stream; ``publish`` hands every stream one batch; ``streams`` counts those ready."""
 
     app: ASGIApp
-    publish: Callable[[list[Record]], None]
+    publish: Callable[[Sequence[Record]], None]
     streams: Callable[[], int]
 
 
 def bridge_variant() -> Variant:
-    channel = Channel("t", [0], ring_records=10_000, ring_bytes=64 << 20, type_header=None)
-    catchups = CatchUps(Settings())
+    settings = Settings()
+    hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=None)
+    channel = hub.open_channel("t", [0])
+    view = hub.view(Subscription.of(["t"]))
+    catchups = CatchUps(settings, client_options(settings))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        stream = EventStream(channel, None, catchups, outbox_bytes=4 << 20, heartbeat=15.0, retry_ms=2000)
+        stream = EventStream(view, None, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=15.0, retry_ms=2000)
         await stream(scope, receive, send)
 
-    return Variant(app, channel.publish, lambda: len(channel.subscribers))
+    return Variant(app, channel.publish, lambda: len(view.subscribers))
 
 
-def frames(batch: list[Record]) -> list[bytes]:
+def frames(batch: Sequence[Record]) -> list[bytes]:
     return [record_event(r, id=cursors.encode([r.offset + 1]), type_header=None) for r in batch]
 
 
@@ -90,7 +96,7 @@ def sse_starlette_variant() -> Variant:
 
         await EventSourceResponse(chunks(), ping=15)(scope, receive, send)
 
-    def publish(batch: list[Record]) -> None:
+    def publish(batch: Sequence[Record]) -> None:
         chunk = b"".join(frames(batch))
         for queue in queues:
             queue.put_nowait(chunk)
@@ -99,18 +105,18 @@ def sse_starlette_variant() -> Variant:
 
 
 def fastapi_variant() -> Variant:
-    queues: list[asyncio.Queue[list[Record]]] = []
+    queues: list[asyncio.Queue[Sequence[Record]]] = []
     api = FastAPI()
 
     @api.get("/sse", response_class=FastAPIEventSourceResponse)
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        queue: asyncio.Queue[list[Record]] = asyncio.Queue()
+        queue: asyncio.Queue[Sequence[Record]] = asyncio.Queue()
         queues.append(queue)
         while True:
             for record in await queue.get():
                 yield ServerSentEvent(raw_data=record.value.decode(), id=str(record.offset + 1))
 
-    def publish(batch: list[Record]) -> None:
+    def publish(batch: Sequence[Record]) -> None:
         for queue in queues:
             queue.put_nowait(batch)
 
@@ -155,7 +161,7 @@ async def measure(make: Callable[[], Variant], trace_memory: bool) -> dict[str, 
     else:
         cpu = time.process_time()
         for b in range(BATCHES):
-            variant.publish([Record(0, b * RECORDS + i, VALUE, (), 0) for i in range(RECORDS)])
+            variant.publish([Record(0, b * RECORDS + i, None, VALUE, (), 0) for i in range(RECORDS)])
             await asyncio.sleep(0)
         await asyncio.wait_for(all_done.wait(), DONE_SECONDS)
         result["us_per_connection_batch"] = round(1e6 * (time.process_time() - cpu) / CONNECTIONS / BATCHES, 2)

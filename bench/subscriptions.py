@@ -43,15 +43,8 @@ import orjson
 import uvloop
 from aiokafka import AIOKafkaProducer
 
-from bench.catchup import (
-    ChunkedDecoder,
-    cpu_seconds,
-    create_topic,
-    machine_busy_seconds,
-    start_bridge,
-    stop_process,
-    wait_for_bridge,
-)
+from bench.chunked import ChunkedDecoder
+from bench.processes import TOPIC_PARTITIONS, cpu_seconds, create_topic, machine_busy_seconds, start_bridge, stop
 from bridge.filters import parse_filter
 from bridge.formats import ParsedRecord
 from bridge.localkafka import LocalKafka, free_port
@@ -283,11 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("starting Kafka and the bridge ...", flush=True)
         kafka.start()
         for topic in TOPICS:
-            asyncio.run(create_topic(kafka.bootstrap_servers, topic))
+            create_topic(kafka.bootstrap_servers, topic, TOPIC_PARTITIONS)
         port = free_port()
-        bridge = start_bridge(kafka.bootstrap_servers, port, workdir / "bridge.log")
+        bridge = start_bridge(kafka.bootstrap_servers, "bench-sub-*", port, workdir / "bridge.log")
         for topic in TOPICS:
-            wait_for_bridge(bridge, f"http://127.0.0.1:{port}", topic, workdir / "bridge.log")
+            bridge.wait_ready(topic)
         for rate in (int(r) for r in arguments.rates.split(",")):
             for name, subscriptions in (("unfiltered", UNFILTERED), ("filtered", FILTERED)):
                 print(f"  {name}: {rate} records/s, {SUBSCRIBERS} subscribers ...", flush=True)
@@ -296,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"    {steps[-1]}", flush=True)
     finally:
         if bridge is not None:
-            stop_process(bridge)
+            stop(bridge.process)
         kafka.remove()
     print(f"\n{'scenario':<11} {'rec/s':>6} {'offered ev/s':>13} {'delivered':>10} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'bridge cpu':>10} {'client cpu':>10} {'others':>7}")  # fmt: skip
