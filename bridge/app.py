@@ -23,6 +23,7 @@ from bridge.filters import FilterError, parse_filter
 from bridge.formats import Format
 from bridge.hub import Hub
 from bridge.kafkaclient import client_options
+from bridge.limits import ConnectionLimits, StreamLimits
 from bridge.metrics import create_registry, exposition
 from bridge.outbox import CloseReason
 from bridge.source import KafkaSource
@@ -72,6 +73,9 @@ def create_app(settings: Settings) -> FastAPI:
             await source.stop()
 
     app = FastAPI(title="kafka-sse-bridge", lifespan=lifespan, default_response_class=JSON)
+    limits = ConnectionLimits.from_settings(settings)
+    app.add_middleware(StreamLimits, limits=limits)
+    # Added last, so outermost: a refusal of the limits carries CORS headers too.
     if (cors := cors_options(settings)) is not None:
         app.add_middleware(CORSMiddleware, **cors)
 
@@ -79,7 +83,9 @@ def create_app(settings: Settings) -> FastAPI:
         hub.close_all(reason)
         catchups.close_all(reason)
 
+    app.state.limits = limits
     app.state.end_streams = end_streams
+    app.state.open_streams = lambda: [*hub.open_streams(), *catchups.open_streams()]
     index_page = resources.files("bridge").joinpath("static/index.html").read_text()
 
     @app.exception_handler(StarletteHTTPException)

@@ -90,6 +90,7 @@ class CatchUps:
     async def resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
         """Bring ``subscriber`` from ``start`` to the live view. Failures
         end the stream cleanly; the browser reconnects with its last id."""
+        self._subscribers.add(subscriber)  # from now on, so a shutdown ends it while it waits for a slot too
         try:
             self.waiting += 1
             try:
@@ -105,6 +106,8 @@ class CatchUps:
         except Exception:
             logger.exception("catch-up on %s failed; the client will reconnect", ",".join(view.subscription.topics))
             subscriber.close(CloseReason.ERROR)
+        finally:
+            self._subscribers.discard(subscriber)
 
     async def _resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
         if subscriber.reason is not None:
@@ -114,16 +117,17 @@ class CatchUps:
             # "none": records deleted under the reader raise, so the client hears of the gap
             auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip
-        self._subscribers.add(subscriber)
         try:
             await consumer.start()
             await _Reader(consumer, view, subscriber, start).run()
         finally:
-            self._subscribers.discard(subscriber)
             await consumer.stop()
 
+    def open_streams(self) -> list[Subscriber]:
+        """The streams still catching up or waiting to (they are in no channel yet)."""
+        return list(self._subscribers)
+
     def close_all(self, reason: CloseReason) -> None:
-        """End the streams still catching up (they are in no channel yet)."""
         for subscriber in tuple(self._subscribers):
             subscriber.close(reason)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from fnmatch import fnmatchcase
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -74,6 +75,25 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64,
         description="processes serving the same port (SO_REUSEPORT spreads connections), each with its own consumer",
     )  # fmt: skip
+    max_connections: int = Field(
+        default=10_000, ge=1, description="open streams per process; more answer 503 with Retry-After"
+    )
+    max_connections_per_ip: int = Field(
+        default=100, ge=1, description="open streams per client address; more answer 429 with Retry-After"
+    )
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default=[],
+        description="proxies whose X-Forwarded-For names the client, CIDR[,CIDR]; "
+        "the client is the right-most address not among them",
+    )
+    drain_seconds: float = Field(
+        default=5.0, ge=0, le=3600,
+        description="on SIGTERM, seconds over which open streams are ended, spread evenly, before the process exits",
+    )  # fmt: skip
+    stall_seconds: float = Field(
+        default=30.0, ge=1, le=3600,
+        description="seconds the consumer may get nothing while Kafka has records for it before it is recreated",
+    )  # fmt: skip
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info", description="log level")
 
     # Token auth (bridge/auth.py) is on when one of the three key files is given; "" means not set.
@@ -115,6 +135,12 @@ class Settings(BaseSettings):
     _split_lists = field_validator("bootstrap_servers", "topics", "jwt_algorithms", "cors_origins", mode="before")(
         _comma_list
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        # strict=False: 10.0.0.1/8 means the network 10.0.0.0/8, as most proxies' configs read it
+        return [ip_network(item, strict=False) if isinstance(item, str) else item for item in _comma_list(value)]
 
     @field_validator("bootstrap_servers")
     @classmethod

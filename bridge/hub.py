@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from bridge import cursor as cursors
 from bridge.batch import Batch
 from bridge.events import KafkaRecord, record_event
-from bridge.outbox import CloseReason
+from bridge.outbox import CloseReason, Subscriber
 from bridge.ring import Entry, RingBuffer
 from bridge.views import AHEAD_WAIT_SECONDS, Subscription, View
 
@@ -123,7 +123,14 @@ class Hub:
             view = self.views[subscription] = View(subscription, channels, self.views, self._ahead_wait)
         return view
 
-    def close_all(self, reason: CloseReason) -> None:
+    def _all_views(self) -> list[View]:
         views = {view: None for channel in self.channels.values() for view in channel.views}
-        for view in (*self.views.values(), *views):
+        return [*self.views.values(), *views]
+
+    def open_streams(self) -> list[Subscriber]:
+        """Every subscriber of every view: live, or waiting for the channels to reach its cursor."""
+        return [subscriber for view in self._all_views() for subscriber in view.open_streams()]
+
+    def close_all(self, reason: CloseReason) -> None:
+        for view in self._all_views():
             view.close_all(reason)

@@ -2,8 +2,11 @@
 
 uvicorn waits for open connections before the lifespan shutdown runs, and an
 SSE stream never ends by itself. So shutting down first stops accepting
-connections (uvicorn), then ends every stream cleanly so browsers reconnect
-elsewhere, and only then stops the Kafka consumer (lifespan).
+connections (uvicorn) and new streams (the limits), then ends every stream
+cleanly, spread over ``--drain-seconds`` so browsers reconnect elsewhere as a
+trickle, not a storm (drain.py), and only then stops the Kafka consumer
+(lifespan). The process exits within ``drain_seconds + GRACE_SECONDS`` plus
+the consumer's stop.
 """
 
 from __future__ import annotations
@@ -11,20 +14,24 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import unquote_plus
 
 import uvicorn
 
 from bridge.app import create_app
 from bridge.config import Settings
-from bridge.outbox import CloseReason
+from bridge.drain import drain
+from bridge.httpprotocol import BoundedHttpToolsProtocol, listening_socket
+from bridge.limits import ConnectionLimits
 from bridge.stream import SlowClientDisconnect
 from bridge.workers import run_workers
 
-# Streams still open this long after they were told to end are cut.
-GRACEFUL_SHUTDOWN_SECONDS = 5
+# Streams still open this long after the drain ended them are cut.
+GRACE_SECONDS = 5
 REDACTED = "[redacted]"
 # On every response, errors and streams included: browsers must not guess a
 # type from a record's bytes.
@@ -71,28 +78,41 @@ class _RedactQueryToken(logging.Filter):
 
 
 class BridgeServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, end_streams: Callable[[CloseReason], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, limits: ConnectionLimits, drain: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
         super().__init__(config)
-        self._end_streams = end_streams
+        self._limits = limits
+        self._drain = drain
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Runs at super().shutdown()'s first await, after the listening
-        # sockets are closed, so no browser reconnects to this process.
-        asyncio.get_running_loop().call_soon(self._end_streams, CloseReason.SHUTDOWN)
-        await super().shutdown(sockets)
+        # Before super().shutdown()'s first await, which closes the listening
+        # sockets: from here on no stream starts in this process.
+        self._limits.draining = True
+        draining = asyncio.create_task(self._drain(), name="drain")
+        try:
+            await super().shutdown(sockets)
+        finally:
+            draining.cancel()
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        # Our own listening socket: its options reach every accepted connection.
+        await super().serve(sockets or [listening_socket(self.config.host, self.config.port)])
 
 
 def build_server(settings: Settings) -> BridgeServer:
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools", lifespan="on",
-        log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, headers=DEFAULT_HEADERS,
+        app, host=settings.host, port=settings.port, loop="uvloop", http=BoundedHttpToolsProtocol, lifespan="on",
+        log_level=settings.log_level, timeout_graceful_shutdown=math.ceil(settings.drain_seconds) + GRACE_SECONDS,
+        headers=DEFAULT_HEADERS,
     )  # fmt: skip
     logging.getLogger("uvicorn.error").addFilter(_HideSlowClientDisconnects())
     if settings.jwt_query_param:
         logging.getLogger("uvicorn.access").addFilter(_RedactQueryToken(settings.jwt_query_param))
-    end_streams: Callable[[CloseReason], None] = app.state.end_streams
-    return BridgeServer(config, end_streams)
+    state = app.state
+    seconds = settings.drain_seconds
+    return BridgeServer(config, state.limits, lambda: drain(state.open_streams, state.end_streams, seconds))
 
 
 def tune_gc() -> None:

@@ -152,6 +152,9 @@ class View:
         if not self.subscribers and not self._waiting:
             self._unregister()
 
+    def open_streams(self) -> list[Subscriber]:
+        return [*self.subscribers, *self._waiting]
+
     def close_all(self, reason: CloseReason) -> None:
         for subscriber in (*self.subscribers, *self._waiting):
             self.unsubscribe(subscriber)
