@@ -106,6 +106,8 @@ def build_server(settings: Settings) -> BridgeServer:
         app, host=settings.host, port=settings.port, loop="uvloop", http=BoundedHttpToolsProtocol, lifespan="on",
         log_level=settings.log_level, timeout_graceful_shutdown=math.ceil(settings.drain_seconds) + GRACE_SECONDS,
         headers=DEFAULT_HEADERS,
+        # uvicorn's own X-Forwarded-For handling trusts 127.0.0.1 by default; limits.py decides whom to trust
+        proxy_headers=False,
     )  # fmt: skip
     logging.getLogger("uvicorn.error").addFilter(_HideSlowClientDisconnects())
     if settings.jwt_query_param:
