@@ -158,10 +158,16 @@ class LocalKafka:
     its data and its ports."""
 
     def __init__(
-        self, workdir: Path | None = None, port: int | None = None, sasl_ssl: SaslSslListener | None = None
+        self,
+        workdir: Path | None = None,
+        port: int | None = None,
+        sasl_ssl: SaslSslListener | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-sse-bridge-kafka-"))
         self.port = port or free_port()
+        # Clients are told to connect here: another port than the broker's own puts something in between (a proxy).
+        self.advertised_port = advertised_port or self.port
         self.controller_port = free_port()
         self.sasl_ssl = sasl_ssl
         self.sasl_ssl_port = free_port() if sasl_ssl else None
@@ -169,7 +175,7 @@ class LocalKafka:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     @property
     def sasl_ssl_bootstrap_servers(self) -> str:
@@ -195,7 +201,7 @@ class LocalKafka:
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{secured}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}{secured}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.advertised_port}{secured}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
@@ -243,7 +249,7 @@ class LocalKafka:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise KafkaStartError(f"Kafka exited with {self.process.returncode}; see {self.workdir}/broker.log")
-            if not _port_open(self.port):
+            if not _port_open(self.advertised_port):
                 await asyncio.sleep(0.2)
                 continue
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000)

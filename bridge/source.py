@@ -6,6 +6,11 @@ commit, and every (re)assignment seeks each known partition back to exactly
 that offset. At start every served topic begins at its live end; partitions
 and topics that appear later begin at their first offset, since every record
 in them is new.
+
+A watchdog (watchdog.py) asks the broker for the log end offsets over a
+client of its own; when records wait past positions that do not move for
+``--stall-seconds``, the consumer is replaced by a new one, seeked to the
+channels' positions: nothing is lost, nothing delivered twice.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import Settings
 from bridge.hub import Hub
+from bridge.watchdog import StallDetector
 
 logger = logging.getLogger("bridge.source")
 
@@ -44,6 +50,8 @@ RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 15.0
 # Metadata answers are quick; a broker that takes longer is reported unreachable.
 METADATA_TIMEOUT_MS = 5000
+# Looks at the end offsets per stall bound: a stall is found within 1.25 bounds.
+LOOKS_PER_STALL_BOUND = 4
 
 
 class KafkaSource:
@@ -61,6 +69,7 @@ class KafkaSource:
         self.assigned = False  # the first discovery is done: served topics are known
         self.reachable = False  # the last metadata request was answered
         self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
+        self.consumer_restarts = 0  # stalled consumers the watchdog replaced
 
     @property
     def ready(self) -> bool:
@@ -74,36 +83,51 @@ class KafkaSource:
 
     def start(self) -> None:
         """Begin in background tasks; aiokafka's clients must be made on the running loop."""
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = self._new_consumer()
+        # The watchdog's own client: a stalled consumer's connection cannot be trusted to tell.
+        self._probe = AIOKafkaConsumer(**self._kafka, group_id=None, enable_auto_commit=False,
+                                       request_timeout_ms=METADATA_TIMEOUT_MS)  # fmt: skip
+        self._admin = AIOKafkaAdminClient(**self._kafka, request_timeout_ms=METADATA_TIMEOUT_MS)
+        self._assigning = asyncio.Lock()  # the watcher's assignments and the watchdog's replacements take turns
+        self._start_task(self._run(), "kafka-source")
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
             **self._kafka, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, fetch_min_bytes=FETCH_MIN_BYTES,
         )  # fmt: skip
-        self._admin = AIOKafkaAdminClient(**self._kafka, request_timeout_ms=METADATA_TIMEOUT_MS)
-        self._start_task(self._run(), "kafka-source")
 
-    def _start_task(self, work: Coroutine[None, None, None], name: str) -> None:
+    def _start_task(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
         task.add_done_callback(self._on_task_done)
         self._tasks.append(task)
+        return task
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.remove(task)
         if not task.cancelled() and task.exception() is not None:
             self.failed = task.exception()
             logger.error("%s stopped", task.get_name(), exc_info=self.failed)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in tuple(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._consumer.stop()
+        await self._probe.stop()
         await self._admin.close()
 
     async def _run(self) -> None:
         await self._connect()
         self._start_task(self._watch(), "kafka-metadata")
+        self._start_task(self._guard(), "kafka-watchdog")
+        self._reader = self._start_task(self._read(), "kafka-reader")
+
+    async def _read(self) -> None:
         while True:
             batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_RECORDS)
+            # From here to the next getmany no await: a replacement cancels the reader only between batches.
             by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
             for partition, records in batch.items():
                 by_topic[partition.topic].extend(records)
@@ -112,29 +136,66 @@ class KafkaSource:
                 channel.stats.records_consumed += len(records)
                 channel.publish(records)
 
-    async def _connect(self) -> None:
-        """Start the clients and make the first assignment, retrying while
-        Kafka cannot be reached (the bridge may start before the broker)."""
-        starts: list[Callable[[], Awaitable[object]]] = [self._admin.start, self._consumer.start]
+    async def _start_client(self, start: Callable[[], Awaitable[object]]) -> None:
+        """Start an aiokafka client, retrying while Kafka cannot be reached."""
         protocol, login = self._settings.kafka_security_protocol, ""
         if protocol.startswith("SASL_"):
             login = f" as {self._settings.kafka_sasl_username!r} ({self._settings.kafka_sasl_mechanism})"
-        for start in starts:
-            delay = RETRY_SECONDS
-            while True:
-                try:
-                    await start()
-                    break
-                except KafkaError as error:
-                    # aiokafka logs the cause just before (refused connection, TLS, SASL authentication)
-                    logger.warning("Kafka at %s not reachable yet over %s%s, next try in %.0f s: %s",
-                                   self._kafka["bootstrap_servers"], protocol, login, delay, error)  # fmt: skip
-                    await asyncio.sleep(delay)
-                    delay = min(2 * delay, MAX_RETRY_SECONDS)
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                await start()
+                return
+            except KafkaError as error:
+                # aiokafka logs the cause just before (refused connection, TLS, SASL authentication)
+                logger.warning("Kafka at %s not reachable yet over %s%s, next try in %.0f s: %s",
+                               self._kafka["bootstrap_servers"], protocol, login, delay, error)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, MAX_RETRY_SECONDS)
+
+    async def _connect(self) -> None:
+        """Start the clients and make the first assignment (the bridge may start before the broker)."""
+        for start in (self._admin.start, self._consumer.start, self._probe.start):
+            await self._start_client(start)
         while not self.assigned:
             await self._refresh()
             if not self.assigned:
                 await asyncio.sleep(RETRY_SECONDS)
+
+    async def _guard(self) -> None:
+        detector = StallDetector(self._settings.stall_seconds)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._settings.stall_seconds / LOOKS_PER_STALL_BOUND)
+            assigned = list(self._consumer.assignment())
+            try:
+                ends = await self._probe.end_offsets(assigned)
+            except KafkaError:
+                detector.reset()  # Kafka unreachable is not a stall; the reader's own retries deal with it
+                continue
+            positions = {tp: await self._consumer.position(tp) for tp in assigned}
+            if detector.stalled(positions, ends, loop.time()):
+                behind = sum(ends[tp] - positions[tp] for tp in assigned)
+                logger.warning("Kafka consumer stalled: %d record(s) waiting, no progress for %.0f s; replacing it",
+                               behind, self._settings.stall_seconds)  # fmt: skip
+                await self._replace_consumer()
+                detector.reset()
+
+    async def _replace_consumer(self) -> None:
+        async with self._assigning:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            stalled, self._consumer = self._consumer, self._new_consumer()
+            await stalled.stop()
+            await self._start_client(self._consumer.start)
+            partitions = {TopicPartition(topic, partition): offset for topic, channel in self._hub.channels.items()
+                          for partition, offset in enumerate(channel.position)}  # fmt: skip
+            self._consumer.assign(list(partitions))
+            for tp, offset in partitions.items():
+                self._consumer.seek(tp, offset)
+            self.consumer_restarts += 1
+            self._reader = self._start_task(self._read(), "kafka-reader")
 
     async def _watch(self) -> None:
         while True:
@@ -149,7 +210,8 @@ class KafkaSource:
                 for topic in topics
                 if topic["error_code"] == 0 and self._settings.serves(topic["topic"])
             }
-            await self._assign(counts)
+            async with self._assigning:
+                await self._assign(counts)
         except KafkaError as error:
             if self.reachable:
                 logger.warning("Kafka metadata request failed: %s", error)

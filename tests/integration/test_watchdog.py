@@ -1,0 +1,64 @@
+"""A consumer whose connection to Kafka goes silent (no FIN, no error) is
+found stalled by the watchdog and replaced: records produced meanwhile all
+arrive, once each, long before aiokafka's own 40 s request timeout would end
+the silence."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from bridge.localkafka import LocalKafka, free_port
+from tests.support.blackhole import BlackholeProxy
+from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.cluster import Cluster, unique_topic
+
+pytestmark = pytest.mark.kafka
+
+STALL_SECONDS = 3
+# Well below aiokafka's request_timeout_ms (40 s), which would end the silence without the watchdog.
+DELIVERY_TIMEOUT = 30
+
+
+@pytest.fixture
+async def proxied_broker() -> AsyncIterator[tuple[LocalKafka, BlackholeProxy]]:
+    """A broker of this test's own that every client reaches through the proxy (it advertises the proxy)."""
+    broker_port = free_port()
+    proxy = BlackholeProxy(broker_port)
+    await proxy.start()
+    broker = LocalKafka(port=broker_port, advertised_port=proxy.port)
+    try:
+        await asyncio.to_thread(broker.start)
+        yield broker, proxy
+    finally:
+        await proxy.close()
+        broker.remove()
+
+
+async def test_a_silently_stalled_consumer_is_replaced_and_loses_nothing(
+    proxied_broker: tuple[LocalKafka, BlackholeProxy],
+) -> None:
+    broker, proxy = proxied_broker
+    cluster = Cluster(broker.bootstrap_servers)
+    topic = await cluster.create_topic(unique_topic("stall"), partitions=3)
+    bridge = BridgeProcess(broker.bootstrap_servers, {"stall-seconds": str(STALL_SECONDS)})
+    await bridge.start()
+    try:
+        await bridge.wait_for_topic(topic, 3)
+        before = [orjson.dumps({"n": n}) for n in range(30)]
+        during = [orjson.dumps({"n": n}) for n in range(30, 80)]
+        async with open_stream(bridge.url, topic) as client:
+            await cluster.produce(topic, before)
+            received = await client.events(len(before))
+            assert proxy.blackhole() >= 2  # at least the bridge's consumer and its watchdog's client
+            await cluster.produce(topic, during)  # new connections: forwarded
+            received += await client.events(len(during), timeout=DELIVERY_TIMEOUT)
+        assert sorted(event.data for event in received) == sorted(value.decode() for value in before + during)
+        assert len({event.id for event in received}) == len(received)
+        assert "Kafka consumer stalled" in bridge.log()
+    finally:
+        assert bridge.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
