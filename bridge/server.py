@@ -27,6 +27,7 @@ from bridge.config import Settings
 from bridge.drain import drain
 from bridge.httpprotocol import BoundedHttpToolsProtocol, listening_socket
 from bridge.limits import ConnectionLimits
+from bridge.logsummary import summarise_repeats
 from bridge.stream import SlowClientDisconnect
 from bridge.workers import run_workers
 
@@ -127,6 +128,7 @@ def tune_gc() -> None:
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summarise_repeats(logging.getLogger().handlers)
 
 
 def serve(settings: Settings) -> int:
