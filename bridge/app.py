@@ -160,7 +160,10 @@ def create_app(settings: Settings) -> FastAPI:
                            heartbeat=settings.heartbeat, retry_ms=settings.retry_ms,
                            expires_at=access.expires_at)  # fmt: skip
 
-    @app.get("/sse/{topic}", response_class=EventStream, response_model=None, responses=STREAM_RESPONSES)
+    # status_code: FastAPI would read the default from the response class's __init__, which EventStream lacks
+    @app.get(
+        "/sse/{topic}", response_class=EventStream, status_code=200, response_model=None, responses=STREAM_RESPONSES
+    )
     async def stream(request: Request, topic: str, last_event_id: LastEventId = None,
                      last_event_id_query: LastEventIdQuery = None, since: SinceQuery = None,
                      format: FormatQuery = None) -> EventStream | JSON:  # fmt: skip
@@ -171,7 +174,7 @@ def create_app(settings: Settings) -> FastAPI:
         ``header.NAME``, ``where``) and ``format`` as in the README's "Subscribing"."""
         return event_stream(request, [topic], last_event_id or last_event_id_query, since, format)
 
-    @app.get("/sse", response_class=EventStream, response_model=None, responses=STREAM_RESPONSES)
+    @app.get("/sse", response_class=EventStream, status_code=200, response_model=None, responses=STREAM_RESPONSES)
     async def streams(request: Request, topic: TopicsQuery,
                       last_event_id: LastEventId = None, last_event_id_query: LastEventIdQuery = None,
                       since: SinceQuery = None, format: FormatQuery = None) -> EventStream | JSON:  # fmt: skip

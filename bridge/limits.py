@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.config import Settings
 
-STREAM_PATH_PREFIX = "/sse/"
+STREAM_PATH = "/sse"  # /sse?topic=a&topic=b, and /sse/{topic}
 # Seconds a refused client is asked to wait: long enough for a slot to free
 # up or a load balancer to pick another replica, short enough to go unnoticed.
 RETRY_AFTER_SECONDS = 2
@@ -121,7 +121,7 @@ class StreamLimits:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(STREAM_PATH_PREFIX):
+        if scope["type"] != "http" or not _is_stream(scope["path"]):
             await self.app(scope, receive, send)
             return
         peer = scope["client"][0] if scope.get("client") else ""
@@ -135,6 +135,10 @@ class StreamLimits:
             await self.app(scope, receive, send)
         finally:
             self.limits.release(address)
+
+
+def _is_stream(path: str) -> bool:
+    return path == STREAM_PATH or path.startswith(STREAM_PATH + "/")
 
 
 async def _refuse(send: Send, refusal: Refusal) -> None:

@@ -20,7 +20,7 @@ class RawResponse:
 
 async def exchange(port: int, request: bytes, timeout: float = 10.0) -> RawResponse:
     """Send ``request`` as it is and read one response head and its
-    ``content-length`` body (or until the server closes)."""
+    ``content-length`` body (or until the server closes; nothing of a stream)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
@@ -33,7 +33,9 @@ async def exchange(port: int, request: bytes, timeout: float = 10.0) -> RawRespo
                 if line:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
-            if "content-length" in headers:
+            if headers.get("content-type") == "text/event-stream" or request.startswith(b"HEAD "):
+                body = b""  # a stream does not end, its head is the answer; a HEAD answer has no body
+            elif "content-length" in headers:
                 body = await reader.readexactly(int(headers["content-length"]))
             else:
                 body = await reader.read()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from bridge.drain import drain
-from bridge.hub import CloseReason, Subscriber
+from bridge.outbox import CloseReason, Subscriber
 
 
 async def test_streams_end_evenly_over_the_drain_period() -> None:
