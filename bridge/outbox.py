@@ -25,13 +25,17 @@ class Subscriber:
     """One stream's outbox: what the channel has handed over and the
     connection has not yet written."""
 
-    __slots__ = ("_backlog", "_chunks", "_drain_waiter", "_size", "_waiter", "closed", "limit", "live_id", "reason")
+    __slots__ = (
+        "_backlog", "_chunks", "_drain_waiter", "_rest", "_size", "_waiter", "closed", "limit", "live_id", "reason",
+    )  # fmt: skip
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._backlog: list[bytes] = []  # replay and notices, written before live data
         self._chunks: list[bytes] = []
         self._size = 0
+        # Of a take larger than the bound, what is still to be written; already off the outbox's count.
+        self._rest = memoryview(b"")
         self._waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self.reason: CloseReason | None = None
@@ -71,6 +75,7 @@ class Subscriber:
         self._chunks.clear()
         self._backlog.clear()
         self._size = 0
+        self._rest = memoryview(b"")
         self.closed.set_result(reason)
         self._wake()
         if self._drain_waiter is not None:
@@ -80,7 +85,7 @@ class Subscriber:
     async def take(self, timeout: float) -> bytes | None:
         """The next bytes to write: b"" after ``timeout`` idle seconds (time
         for a heartbeat), None once closed."""
-        if not self._backlog and not self._chunks and self.reason is None:
+        if not self._backlog and not self._chunks and not self._rest and self.reason is None:
             loop = asyncio.get_running_loop()
             self._waiter = waiter = loop.create_future()
             timer = loop.call_later(timeout, _release, waiter)
@@ -93,9 +98,17 @@ class Subscriber:
             return None
         if self._backlog:
             return self._take_backlog()
+        # At most ``limit`` bytes per write: what a write hands the server stays in its buffer
+        # until the client reads it, so a stuck client holds no more than its bound there either.
+        if self._rest:
+            piece, self._rest = self._rest[: self.limit].tobytes(), self._rest[self.limit :]
+            return piece
         data = b"".join(self._chunks)
         self._chunks.clear()
         self._size = 0
+        if len(data) > self.limit:  # one batch larger than the bound, handed over whole by push
+            self._rest = memoryview(data)[self.limit :]
+            return data[: self.limit]
         return data
 
     def _take_backlog(self) -> bytes:

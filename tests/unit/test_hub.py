@@ -109,3 +109,15 @@ async def test_close_all_ends_live_and_waiting_subscribers() -> None:
     plain(topic).close_all(CloseReason.SHUTDOWN)
     assert live.reason is waiting.reason is CloseReason.SHUTDOWN
     assert not plain(topic).subscribers
+
+
+async def test_a_batch_larger_than_the_bound_is_written_in_pieces_of_the_bound() -> None:
+    subscriber = Subscriber(limit=1000)
+    batch = bytes(range(256)) * 10  # 2560 bytes: admitted whole into an empty outbox
+    subscriber.push(batch)
+    pieces = [await subscriber.take(1)]
+    subscriber.push(b"x" * 100)  # the batch counts as taken once its first piece is: this one fits
+    pieces += [await subscriber.take(1) for _ in range(3)]
+    assert [len(piece or b"") for piece in pieces] == [1000, 1000, 560, 100]
+    assert b"".join(piece or b"" for piece in pieces) == batch + b"x" * 100
+    assert subscriber.reason is None
