@@ -21,6 +21,7 @@ workers sharing a port, so no multiprocess mode is needed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
@@ -131,6 +132,8 @@ class BridgeCollector:
             PREFIX + "kafka_connected", "1 if the last metadata request was answered", value=int(self._kafka.reachable)
         )
         yield GaugeMetricFamily(PREFIX + "ready", "1 if /readyz answers 200", value=int(self._kafka.ready))
+        # Scrapes run on the event loop (metrics.py's header): its tasks, to see none leak
+        yield GaugeMetricFamily(PREFIX + "asyncio_tasks", "Tasks on the event loop", value=len(asyncio.all_tasks()))
 
 
 def create_registry(hub: Hub, kafka: KafkaState, catchups: CatchUps) -> CollectorRegistry:
