@@ -24,7 +24,7 @@ from bridge.formats import Format
 from bridge.hub import Hub
 from bridge.kafkaclient import client_options
 from bridge.limits import ConnectionLimits, StreamLimits
-from bridge.metrics import create_registry, exposition
+from bridge.metrics import FaultsCollector, create_registry, exposition
 from bridge.outbox import CloseReason
 from bridge.source import KafkaSource
 from bridge.stream import EventStream
@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="kafka-sse-bridge", lifespan=lifespan, default_response_class=JSON)
     limits = ConnectionLimits.from_settings(settings)
+    registry.register(FaultsCollector(limits, source))
     app.add_middleware(StreamLimits, limits=limits)
     # Added last, so outermost: a refusal of the limits carries CORS headers too.
     if (cors := cors_options(settings)) is not None:

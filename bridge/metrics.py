@@ -31,6 +31,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from bridge.catchup import CatchUps
 from bridge.hub import Channel, Hub, TopicStats
+from bridge.limits import ConnectionLimits
 
 PREFIX = "kafka_sse_bridge_"
 # Streams cut by the connection limits (reliability issue); listed now so dashboards find them at 0.
@@ -70,6 +71,11 @@ class KafkaState(Protocol):
     @property
     def ready(self) -> bool: ...
     def end_offset(self, topic: str, partition: int) -> int | None: ...
+
+
+class Restarts(Protocol):
+    @property
+    def consumer_restarts(self) -> int: ...
 
 
 class BridgeCollector:
@@ -134,6 +140,27 @@ class BridgeCollector:
         yield GaugeMetricFamily(PREFIX + "ready", "1 if /readyz answers 200", value=int(self._kafka.ready))
         # Scrapes run on the event loop (metrics.py's header): its tasks, to see none leak
         yield GaugeMetricFamily(PREFIX + "asyncio_tasks", "Tasks on the event loop", value=len(asyncio.all_tasks()))
+
+
+class FaultsCollector:
+    """What the limits refused and the watchdog replaced (limits.py, source.py)."""
+
+    def __init__(self, limits: ConnectionLimits, kafka: Restarts) -> None:
+        self._limits = limits
+        self._kafka = kafka
+
+    def collect(self) -> Iterator[Metric]:
+        refused = CounterMetricFamily(
+            PREFIX + "streams_refused", "Streams answered 429/503 before they started, by why", labels=["reason"]
+        )
+        for reason, count in self._limits.refused.items():
+            refused.add_metric([reason.value], count)
+        yield refused
+        yield CounterMetricFamily(
+            PREFIX + "consumer_restarts",
+            "Kafka consumers replaced by the watchdog after a stall",
+            value=self._kafka.consumer_restarts,
+        )
 
 
 def create_registry(hub: Hub, kafka: KafkaState, catchups: CatchUps) -> CollectorRegistry:

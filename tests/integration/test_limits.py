@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.bridgeproc import BridgeProcess, open_stream
 from tests.support.rawhttp import RawResponse, exchange, get
+from tests.support.scrape import scrape
 
 pytestmark = pytest.mark.kafka
 
@@ -56,6 +57,9 @@ async def test_limits_per_client_behind_a_trusted_proxy_and_per_process(
         # Slots come back when streams end.
         async with streams_from(bridge, topic, "203.0.113.8", "203.0.113.9"):
             pass
+    metrics = await scrape(bridge)
+    assert metrics.value("streams_refused_total", reason="too_many_connections") == 3
+    assert metrics.value("streams_refused_total", reason="server_full") == 1
 
 
 async def test_forwarded_for_is_ignored_from_an_untrusted_peer(start_bridge: Callable[..., Any], topic: str) -> None:

@@ -16,6 +16,7 @@ from bridge.localkafka import LocalKafka, free_port
 from tests.support.blackhole import BlackholeProxy
 from tests.support.bridgeproc import BridgeProcess, open_stream
 from tests.support.cluster import Cluster, unique_topic
+from tests.support.scrape import scrape
 
 pytestmark = pytest.mark.kafka
 
@@ -60,5 +61,6 @@ async def test_a_silently_stalled_consumer_is_replaced_and_loses_nothing(
         assert sorted(event.data for event in received) == sorted(value.decode() for value in before + during)
         assert len({event.id for event in received}) == len(received)
         assert "Kafka consumer stalled" in bridge.log()
+        assert ((await scrape(bridge)).value("consumer_restarts_total") or 0) >= 1
     finally:
         assert bridge.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
