@@ -28,9 +28,7 @@ import asyncio
 import json
 import os
 import random
-import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,11 +37,10 @@ import httpx
 import orjson
 import uvloop
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.catchup import PARTITIONS, bridge_code, start_bridge, stop_process, wait_for_bridge
-from bridge.localkafka import LocalKafka, free_port
+from bench.catchup import bridge_code
+from bench.local import broker_and_bridge
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 WARM_UP_SECONDS = 60
@@ -136,46 +133,30 @@ async def sample(client: httpx.AsyncClient, pid: int, started: float, totals: To
 
 
 async def run(arguments: argparse.Namespace) -> list[dict[str, Any]]:
-    kafka = LocalKafka()
-    await asyncio.to_thread(kafka.start)
-    topic = f"bench-soak-{uuid.uuid4().hex[:8]}"
-    log = Path(tempfile.mkstemp(prefix="bench-soak-", suffix=".log")[1])
-    port = free_port()
-    bridge = None
-    try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        await admin.start()
-        await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
-        await admin.close()
-        bridge = start_bridge(kafka.bootstrap_servers, port, log, ["--outbox-bytes", "262144"])
-        url = f"http://127.0.0.1:{port}"
-        await asyncio.to_thread(wait_for_bridge, bridge, url, topic, log)
+    async with broker_and_bridge("soak", ["--outbox-bytes", "262144"]) as setup:
         started = time.monotonic()
         stop_at = started + arguments.seconds
         totals = Totals()
         rng = random.Random(7)
-        work = [asyncio.create_task(produce(kafka.bootstrap_servers, topic, arguments.rate, stop_at))]
-        work += [asyncio.create_task(churn(port, topic, totals, stop_at, rng)) for _ in range(arguments.clients)]
+        work = [asyncio.create_task(produce(setup.kafka.bootstrap_servers, setup.topic, arguments.rate, stop_at))]
+        work += [asyncio.create_task(churn(setup.port, setup.topic, totals, stop_at, rng))
+                 for _ in range(arguments.clients)]  # fmt: skip
         samples = []
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=setup.url, timeout=10) as client:
             while time.monotonic() < stop_at:
-                samples.append(await sample(client, bridge.pid, started, totals))
+                samples.append(await sample(client, setup.bridge.pid, started, totals))
                 print(" ".join(f"{key}={value}" for key, value in samples[-1].items()), flush=True)
                 await asyncio.sleep(min(arguments.every, max(0.0, stop_at - time.monotonic())))
             await asyncio.gather(*work)
             await asyncio.sleep(3)  # the last connections closed on the bridge's side too
-            samples.append(await sample(client, bridge.pid, started, totals))
+            samples.append(await sample(client, setup.bridge.pid, started, totals))
         samples[-1]["after_clients_left"] = True
         samples[-1]["events_read_by_clients"] = totals.events
         samples[-1]["refused"] = totals.refused
         print(" ".join(f"{key}={value}" for key, value in samples[-1].items()), flush=True)
-        if "Traceback" in await asyncio.to_thread(log.read_text, errors="replace"):
-            raise SystemExit(f"the bridge logged a traceback: {log}")
+        if "Traceback" in await asyncio.to_thread(setup.log.read_text, errors="replace"):
+            raise SystemExit(f"the bridge logged a traceback: {setup.log}")
         return samples
-    finally:
-        if bridge is not None:
-            stop_process(bridge)
-        kafka.remove()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,9 +29,7 @@ import asyncio
 import json
 import socket
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,10 +38,9 @@ import httpx
 import orjson
 import uvloop
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.catchup import PARTITIONS, bridge_code, peak_rss_mb, start_bridge, stop_process, wait_for_bridge
-from bridge.localkafka import LocalKafka, free_port
+from bench.catchup import bridge_code, peak_rss_mb
+from bench.local import Setup, broker_and_bridge
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stuck.json"
 OUTBOX_BYTES = 256 * 1024
@@ -144,9 +141,8 @@ def percentiles(latencies: Sequence[float]) -> dict[str, float]:
     }
 
 
-async def phase(
-    name: str, kafka: LocalKafka, port: int, topic: str, arguments: argparse.Namespace, pid: int
-) -> dict[str, Any]:
+async def phase(name: str, setup: Setup, arguments: argparse.Namespace) -> dict[str, Any]:
+    port, topic = setup.port, setup.topic
     fast = [FastClient() for _ in range(arguments.fast)]
     readers = [asyncio.create_task(client.run(port, topic)) for client in fast]
     stuck = StuckClients(port, topic, arguments.stuck if name == "stuck" else 0)
@@ -155,7 +151,7 @@ async def phase(
     before = [client.received for client in fast]
     for client in fast:
         client.recording = True
-    sent = await produce(kafka.bootstrap_servers, topic, arguments.rate, arguments.seconds, arguments.value_bytes)
+    sent = await produce(setup.kafka.bootstrap_servers, topic, arguments.rate, arguments.seconds, arguments.value_bytes)
     deadline = time.monotonic() + 30
     # a count, not an event, to wait for: polled, bounded
     while any(c.received - b < sent for c, b in zip(fast, before, strict=True)) and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -170,30 +166,15 @@ async def phase(
         cut = sum(client.cut for client in fast)
         raise SystemExit(f"{name}: fast clients received {received} of {sent} records ({cut} were cut)")
     latencies = [latency for client in fast for latency in client.latencies_ms]
+    peak_rss = peak_rss_mb(setup.bridge.pid)
     return {"phase": name, "records": sent, "fast_clients": arguments.fast, "stuck_attached": stuck.count,
-            "stuck_cut": stuck.cut, **percentiles(latencies), "bridge_peak_rss_mb": peak_rss_mb(pid)}  # fmt: skip
+            "stuck_cut": stuck.cut, **percentiles(latencies), "bridge_peak_rss_mb": peak_rss}  # fmt: skip
 
 
 async def run(arguments: argparse.Namespace) -> list[dict[str, Any]]:
-    kafka = LocalKafka()
-    await asyncio.to_thread(kafka.start)
-    topic = f"bench-stuck-{uuid.uuid4().hex[:8]}"
-    log = Path(tempfile.mkstemp(prefix="bench-stuck-", suffix=".log")[1])
-    port = free_port()
-    bridge = None
-    try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        await admin.start()
-        await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
-        await admin.close()
-        bridge = start_bridge(kafka.bootstrap_servers, port, log,
-                              ["--outbox-bytes", str(OUTBOX_BYTES), "--max-connections-per-ip", "100000"])  # fmt: skip
-        await asyncio.to_thread(wait_for_bridge, bridge, f"http://127.0.0.1:{port}", topic, log)
-        return [await phase(name, kafka, port, topic, arguments, bridge.pid) for name in ("baseline", "stuck")]
-    finally:
-        if bridge is not None:
-            stop_process(bridge)
-        kafka.remove()
+    flags = ["--outbox-bytes", str(OUTBOX_BYTES), "--max-connections-per-ip", "100000"]
+    async with broker_and_bridge("stuck", flags) as setup:
+        return [await phase(name, setup, arguments) for name in ("baseline", "stuck")]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
