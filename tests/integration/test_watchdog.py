@@ -28,10 +28,11 @@ DELIVERY_TIMEOUT = 30
 @pytest.fixture
 async def proxied_broker() -> AsyncIterator[tuple[LocalKafka, BlackholeProxy]]:
     """A broker of this test's own that every client reaches through the proxy (it advertises the proxy)."""
-    broker_port = free_port()
-    proxy = BlackholeProxy(broker_port)
+    proxy = BlackholeProxy()
     await proxy.start()
-    broker = LocalKafka(port=broker_port, advertised_port=proxy.port)
+    # Chosen once the proxy listens: a port picked before could be handed to the proxy as well.
+    proxy.upstream_port = free_port()
+    broker = LocalKafka(port=proxy.upstream_port, advertised_port=proxy.port)
     try:
         await asyncio.to_thread(broker.start)
         yield broker, proxy

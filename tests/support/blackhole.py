@@ -23,8 +23,8 @@ class _Connection:
 
 
 class BlackholeProxy:
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
+    def __init__(self, upstream_port: int = 0) -> None:
+        self.upstream_port = upstream_port  # may be set after start(), before the first connection
         self.port = 0
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
