@@ -23,7 +23,7 @@ from urllib.parse import unquote_plus
 import uvicorn
 
 from bridge.app import create_app
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings
 from bridge.drain import drain
 from bridge.httpprotocol import BoundedHttpToolsProtocol, listening_socket
 from bridge.limits import ConnectionLimits
@@ -135,7 +135,11 @@ def serve(settings: Settings) -> int:
     """Serve until told to stop; the exit code."""
     if settings.workers > 1:
         return run_workers(settings)
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as error:  # one line, as for any other setting that cannot be used
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}") from None
     server = build_server(settings)
     tune_gc()
-    server.run()
+    server.run([sock])
     return 0

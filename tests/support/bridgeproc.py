@@ -43,11 +43,20 @@ class BridgeProcess:
         ]
 
     async def start(self, timeout: float = 30.0, until: str = "/readyz") -> None:
-        """Start, and wait until GET ``until`` answers 200."""
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-        await wait_until_serving("bridge", self.process, f"{self.url}{until}", timeout, self.log)
+        """Start, and wait until GET ``until`` answers 200. A free port can be
+        taken between free_port() and the bridge's bind (by any process on the
+        machine): then the bridge says so in one line, and a new port is tried."""
+        for attempt in range(3):
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+            try:
+                await wait_until_serving("bridge", self.process, f"{self.url}{until}", timeout, self.log)
+                return
+            except RuntimeError:
+                if attempt == 2 or f"cannot listen on 127.0.0.1:{self.port}" not in self.log():
+                    raise
+                self.port = free_port()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
