@@ -4,7 +4,6 @@ open streams nothing, and the consumer goes on from the exact offsets it had."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import AsyncIterator
 
@@ -13,8 +12,8 @@ import orjson
 import pytest
 
 from bridge.localkafka import LocalKafka
-from tests.support.bridgeproc import BridgeProcess, open_stream
-from tests.support.cluster import Cluster, unique_topic
+from tests.support.bridgeproc import BridgeProcess, bridge_on_new_topic, open_stream
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.kafka
 
@@ -44,11 +43,7 @@ async def wait_for_readiness(bridge: BridgeProcess, status: int, timeout: float 
 
 async def test_streams_survive_a_broker_restart_and_lose_nothing(own_broker: LocalKafka) -> None:
     cluster = Cluster(own_broker.bootstrap_servers)
-    topic = await cluster.create_topic(unique_topic("restart"), partitions=3)
-    bridge = BridgeProcess(own_broker.bootstrap_servers)
-    await bridge.start()
-    try:
-        await bridge.wait_for_topic(topic, 3)
+    async with bridge_on_new_topic(own_broker.bootstrap_servers, "restart") as (bridge, topic):
         before = [orjson.dumps({"n": n}) for n in range(60)]
         after = [orjson.dumps({"n": n}) for n in range(60, 150)]
         async with open_stream(bridge.url, topic) as client:
@@ -70,5 +65,3 @@ async def test_streams_survive_a_broker_restart_and_lose_nothing(own_broker: Loc
         client_errors = [line for line in bridge.log().splitlines() if " ERROR aiokafka" in line]
         assert client_errors
         assert len(client_errors) <= 12, "\n".join(client_errors)
-    finally:
-        assert bridge.stop(signal.SIGTERM) in (0, -signal.SIGTERM)

@@ -6,7 +6,6 @@ the silence."""
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 
 import orjson
@@ -14,8 +13,8 @@ import pytest
 
 from bridge.localkafka import LocalKafka, free_port
 from tests.support.blackhole import BlackholeProxy
-from tests.support.bridgeproc import BridgeProcess, open_stream
-from tests.support.cluster import Cluster, unique_topic
+from tests.support.bridgeproc import bridge_on_new_topic, open_stream
+from tests.support.cluster import Cluster
 from tests.support.scrape import scrape
 
 pytestmark = pytest.mark.kafka
@@ -46,11 +45,10 @@ async def test_a_silently_stalled_consumer_is_replaced_and_loses_nothing(
 ) -> None:
     broker, proxy = proxied_broker
     cluster = Cluster(broker.bootstrap_servers)
-    topic = await cluster.create_topic(unique_topic("stall"), partitions=3)
-    bridge = BridgeProcess(broker.bootstrap_servers, {"stall-seconds": str(STALL_SECONDS)})
-    await bridge.start()
-    try:
-        await bridge.wait_for_topic(topic, 3)
+    async with bridge_on_new_topic(broker.bootstrap_servers, "stall", {"stall-seconds": str(STALL_SECONDS)}) as (
+        bridge,
+        topic,
+    ):
         before = [orjson.dumps({"n": n}) for n in range(30)]
         during = [orjson.dumps({"n": n}) for n in range(30, 80)]
         async with open_stream(bridge.url, topic) as client:
@@ -63,5 +61,3 @@ async def test_a_silently_stalled_consumer_is_replaced_and_loses_nothing(
         assert len({event.id for event in received}) == len(received)
         assert "Kafka consumer stalled" in bridge.log()
         assert ((await scrape(bridge)).value("consumer_restarts_total") or 0) >= 1
-    finally:
-        assert bridge.stop(signal.SIGTERM) in (0, -signal.SIGTERM)

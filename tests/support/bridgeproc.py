@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from bridge.localkafka import free_port
+from tests.support.cluster import Cluster, unique_topic
 from tests.support.serving import wait_until_serving
 from tests.support.sseparse import Event, Parser
 
@@ -84,6 +85,22 @@ class BridgeProcess:
                     return
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"bridge does not serve {topic} with {partitions} partition(s)")
+
+
+@asynccontextmanager
+async def bridge_on_new_topic(
+    bootstrap_servers: str, label: str, flags: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[BridgeProcess, str]]:
+    """A new three-partition topic and a bridge serving it, on a broker a test
+    has for itself; the bridge must stop cleanly on SIGTERM afterwards."""
+    topic = await Cluster(bootstrap_servers).create_topic(unique_topic(label), partitions=3)
+    bridge = BridgeProcess(bootstrap_servers, flags or {})
+    await bridge.start()
+    try:
+        await bridge.wait_for_topic(topic, 3)
+        yield bridge, topic
+    finally:
+        assert bridge.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn exits by raising the signal again
 
 
 class Stream:
