@@ -50,6 +50,9 @@ async def test_limits_per_client_behind_a_trusted_proxy_and_per_process(
         for spoofed in ("203.0.113.5", "9.9.9.9, 203.0.113.5", "203.0.113.5, 127.0.0.9"):
             response = await exchange(bridge.port, get(stream, f"X-Forwarded-For: {spoofed}"))
             assert_refused(response, 429, "too_many_connections")
+        # the route for several topics counts too
+        response = await exchange(bridge.port, get(f"/sse?topic={topic}", "X-Forwarded-For: 203.0.113.5"))
+        assert_refused(response, 429, "too_many_connections")
         async with streams_from(bridge, topic, "203.0.113.6", "203.0.113.7"):
             assert_refused(await exchange(bridge.port, get(stream, "X-Forwarded-For: 203.0.113.8")), 503, "server_full")
             async with httpx.AsyncClient(base_url=bridge.url) as client:  # other routes are not limited
@@ -58,7 +61,7 @@ async def test_limits_per_client_behind_a_trusted_proxy_and_per_process(
         async with streams_from(bridge, topic, "203.0.113.8", "203.0.113.9"):
             pass
     metrics = await scrape(bridge)
-    assert metrics.value("streams_refused_total", reason="too_many_connections") == 3
+    assert metrics.value("streams_refused_total", reason="too_many_connections") == 4
     assert metrics.value("streams_refused_total", reason="server_full") == 1
 
 
