@@ -124,8 +124,10 @@ class Hub:
         return view
 
     def _all_views(self) -> list[View]:
-        views = {view: None for channel in self.channels.values() for view in channel.views}
-        return [*self.views.values(), *views]
+        """Each view once: registered ones, and those still on a channel (a dict keeps them in order, unique)."""
+        views = dict.fromkeys(self.views.values())
+        views.update(dict.fromkeys(view for channel in self.channels.values() for view in channel.views))
+        return list(views)
 
     def open_streams(self) -> list[Subscriber]:
         """Every subscriber of every view: live, or waiting for the channels to reach its cursor."""

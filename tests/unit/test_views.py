@@ -174,3 +174,12 @@ async def test_an_envelope_is_encoded_once_per_record_whatever_the_views(monkeyp
         bridge.view(Subscription.of(topics, wanted, Format.ENVELOPE)).subscribe(Subscriber(1 << 20), None)
     bridge.channels["a"].publish([alert(0, "alert"), alert(1, "info"), alert(2, "alert")])
     assert sorted(encoded) == [0, 1, 2]
+
+
+async def test_open_streams_lists_each_stream_once() -> None:
+    bridge = hub()
+    live, waiting, other = Subscriber(1024), Subscriber(1024), Subscriber(1024)
+    bridge.view(Subscription.of(["a"])).subscribe(live, None)
+    bridge.view(Subscription.of(["a"])).subscribe(waiting, ((9, 9),))  # ahead of the channel: waits
+    bridge.view(Subscription.of(["a"], parse_filter([("key", "k")]))).subscribe(other, None)
+    assert sorted(map(id, bridge.open_streams())) == sorted(map(id, (live, waiting, other)))
