@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-from bench.catchup import PARTITIONS, start_bridge, stop_process, wait_for_bridge
+from bench.processes import create_topic, start_bridge, stop
 from bridge.localkafka import LocalKafka, free_port
+
+PARTITIONS = 3
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,21 @@ async def broker_and_bridge(label: str, flags: Sequence[str]) -> AsyncIterator[S
     await asyncio.to_thread(kafka.start)
     topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
     log = Path(tempfile.mkstemp(prefix=f"bench-{label}-", suffix=".log")[1])
-    port = free_port()
     bridge = None
     try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        await admin.start()
-        await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
-        await admin.close()
-        bridge = start_bridge(kafka.bootstrap_servers, port, log, flags)
-        await asyncio.to_thread(wait_for_bridge, bridge, f"http://127.0.0.1:{port}", topic, log)
-        yield Setup(kafka, bridge, port, topic, log)
+        await asyncio.to_thread(create_topic, kafka.bootstrap_servers, topic, PARTITIONS)
+        port = free_port()
+        bridge = await asyncio.to_thread(start_bridge, kafka.bootstrap_servers, topic, port, log, flags)
+        yield Setup(kafka, bridge.process, port, topic, log)
     finally:
         if bridge is not None:
-            stop_process(bridge)
+            stop(bridge.process)
         kafka.remove()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The most memory the process has held so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0

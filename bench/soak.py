@@ -39,7 +39,7 @@ import uvloop
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.catchup import bridge_code
+from bench.__main__ import bridge_code
 from bench.local import broker_and_bridge
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"

@@ -39,8 +39,8 @@ import orjson
 import uvloop
 from aiokafka import AIOKafkaProducer
 
-from bench.catchup import bridge_code, peak_rss_mb
-from bench.local import Setup, broker_and_bridge
+from bench.__main__ import bridge_code
+from bench.local import Setup, broker_and_bridge, peak_rss_mb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stuck.json"
 OUTBOX_BYTES = 256 * 1024

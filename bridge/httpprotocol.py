@@ -62,11 +62,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def listening_socket(host: str, port: int, unacked_seconds: float = UNACKED_SECONDS) -> socket.socket:
-    """The server's socket, bound, with the options every connection inherits."""
+def listening_socket(
+    host: str, port: int, *, reuse_port: bool = False, unacked_seconds: float = UNACKED_SECONDS
+) -> socket.socket:
+    """The server's socket, bound, with the options every connection inherits;
+    ``reuse_port``: other processes (workers.py) may bind the same port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(unacked_seconds * 1000))
     sock.bind((host, port))
     sock.set_inheritable(True)

@@ -21,7 +21,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 from collections.abc import Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -29,24 +28,16 @@ from types import FrameType
 from typing import Any
 
 from bridge.config import Settings
+from bridge.httpprotocol import listening_socket
 
 logger = logging.getLogger("bridge.workers")
 STOP_SECONDS = 30.0
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` that other processes may bind as well."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
 def run_workers(settings: Settings) -> int:
     """Run ``settings.workers`` workers until they end; the exit code."""
     # Port 0 means "any free port": pick it here, so that every worker binds the same one.
-    reserved = listening_socket(settings.host, settings.port)
+    reserved = listening_socket(settings.host, settings.port, reuse_port=True)
     port = reserved.getsockname()[1]
     fields: dict[str, Any] = {**settings.model_dump(), "port": port}
     context = multiprocessing.get_context("spawn")
@@ -102,4 +93,4 @@ def _worker(fields: dict[str, Any]) -> None:
     server.configure_logging(settings.log_level)
     bridge = server.build_server(settings)
     server.tune_gc()
-    bridge.run(sockets=[listening_socket(settings.host, settings.port)])
+    bridge.run(sockets=[listening_socket(settings.host, settings.port, reuse_port=True)])
