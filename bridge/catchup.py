@@ -202,22 +202,28 @@ class _Reader:
         """The events of a fetched batch below the live positions, and whether the filter skipped any."""
         frames: list[bytes] = []
         skipped = False
+        view, filter = self.view, self.view.filter
         for tp, records in batch.items():
-            channel, position = self._partition_of(tp)
-            live = channel.position[tp.partition]
+            index, partition = self.index[tp.topic], tp.partition
+            channel, position = view.channels[index], self.positions[index]
+            live = channel.position[partition]
+            # Only this partition's offset changes along its records: the rest of each id is encoded once.
+            before, after = cursors.encode_around(self.cursor(), index, partition)
             kept = 0
             for record in records:
                 if record.offset >= live:
                     # the channel delivers from here; read this partition again next time round
-                    self.consumer.seek(tp, position[tp.partition])
+                    self.consumer.seek(tp, position[partition])
                     break
-                position[tp.partition] = record.offset + 1
-                parsed = ParsedRecord(record)
-                if not self.view.filter.matches(parsed):
-                    skipped = True
-                    continue
+                position[partition] = record.offset + 1
+                parsed = None
+                if filter:
+                    parsed = ParsedRecord(record)
+                    if not filter.matches(parsed):
+                        skipped = True
+                        continue
                 kept += 1
-                frames.append(self.view.event(self.index[tp.topic], parsed, cursors.encode_streams(self.cursor())))
+                frames.append(view.event(index, record, f"{before}{record.offset + 1}{after}", parsed))
             channel.stats.events_delivered += kept
         return frames, skipped
 

@@ -53,6 +53,20 @@ def encode_streams(cursors: Sequence[Sequence[int]]) -> str:
     return TOPIC_SEPARATOR.join(map(encode, cursors))
 
 
+def encode_around(cursors: Sequence[Sequence[int]], stream: int, partition: int) -> tuple[str, str]:
+    """The id of ``cursors`` split around ``cursors[stream][partition]``: with
+    that offset changed to ``n`` the id is ``before + str(n) + after``, so a run of
+    records of one partition gets its ids without encoding the whole cursor each time."""
+    own = cursors[stream]
+    before = "".join(f"{encode(c)}{TOPIC_SEPARATOR}" for c in cursors[:stream]) + "".join(
+        f"{o}." for o in own[:partition]
+    )
+    after = "".join(f".{o}" for o in own[partition + 1 :]) + "".join(
+        f"{TOPIC_SEPARATOR}{encode(c)}" for c in cursors[stream + 1 :]
+    )
+    return before, after
+
+
 def parse_streams(text: str, topics: int) -> tuple[tuple[int, ...], ...]:
     """The per-topic cursors of a stream over ``topics`` topics."""
     parts = text.split(TOPIC_SEPARATOR)

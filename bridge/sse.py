@@ -31,17 +31,13 @@ def format_event(*, data: bytes, event: str | None = None, id: str | None = None
     ``data`` is sent as is, line by line; an empty ``data`` is one empty
     ``data:`` line, which a browser delivers as an event with data ``""``.
     """
-    parts: list[bytes] = []
-    if id is not None:
-        parts.append(b"id: " + _check_field("id", id) + b"\n")
+    # Concatenation, not a list joined: this runs once per record (catch-up: per record per client).
+    head = b"" if id is None else b"id: " + _check_field("id", id) + b"\n"
     if event is not None:
-        parts.append(b"event: " + _check_field("event", event) + b"\n")
+        head += b"event: " + _check_field("event", event) + b"\n"
     if b"\n" not in data and b"\r" not in data:  # most values: no regex
-        parts.append(b"data: " + data + b"\n")
-    else:
-        parts.extend(b"data: " + line + b"\n" for line in _LINE_END.split(data))
-    parts.append(b"\n")
-    return b"".join(parts)
+        return head + b"data: " + data + b"\n\n"
+    return head + b"".join(b"data: " + line + b"\n" for line in _LINE_END.split(data)) + b"\n"
 
 
 def format_comment(text: str = "") -> bytes:

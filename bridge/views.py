@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from bridge import cursor as cursors
 from bridge import sse
 from bridge.batch import Batch, raw_body
-from bridge.events import record_event, reset_event
+from bridge.events import KafkaRecord, record_event, reset_event
 from bridge.filters import NO_FILTER, Filter
 from bridge.formats import Format, ParsedRecord, envelope_event
 from bridge.outbox import CloseReason, Subscriber
@@ -224,20 +224,24 @@ class View:
                 if self._own_frames and merged == list(entry.position):
                     frames.append(entry.frame)
                 else:
-                    frames.append(self.event(index, parsed, cursors.encode_streams(positions), entry))
+                    frames.append(self.event(index, entry.record, cursors.encode_streams(positions), parsed, entry))
             channel.stats.events_delivered += replayed
         if skipped:
             frames.append(sse.format_id(cursors.encode_streams(positions)))
         return frames
 
-    def event(self, index: int, parsed: ParsedRecord, id: str, entry: Entry | None = None) -> bytes:
-        """The event of one record of ``self.channels[index]`` with ``id``."""
+    def event(
+        self, index: int, record: KafkaRecord, id: str, parsed: ParsedRecord | None = None, entry: Entry | None = None
+    ) -> bytes:
+        """The event of one record of ``self.channels[index]`` with ``id``; ``parsed``
+        if the filter already parsed it, ``entry`` if the ring holds its frame."""
         channel = self.channels[index]
         if self.subscription.format is Format.ENVELOPE:
+            parsed = parsed if parsed is not None else ParsedRecord(record)
             return envelope_event(channel.topic, parsed, id=id, type_header=channel.type_header)
         if entry is not None:
             return b"id: " + id.encode() + b"\n" + raw_body(entry.frame)
-        return record_event(parsed.record, id=id, type_header=channel.type_header)
+        return record_event(record, id=id, type_header=channel.type_header)
 
     def _give_up(self, subscriber: Subscriber) -> None:
         cursor, _ = self._waiting.pop(subscriber)

@@ -61,3 +61,11 @@ def test_a_stream_over_several_topics_joins_their_cursors_with_tilde() -> None:
 def test_an_id_for_another_number_of_topics_is_rejected(text: str, topics: int) -> None:
     with pytest.raises(cursor.CursorError):
         cursor.parse_streams(text, topics)
+
+
+@pytest.mark.parametrize(("stream", "partition"), [(0, 0), (0, 2), (1, 0), (1, 1), (2, 0)])
+def test_encode_around_splits_an_id_at_one_offset(stream: int, partition: int) -> None:
+    streams = [[120, 98, 77], [5, 6], [3]]
+    before, after = cursor.encode_around(streams, stream, partition)
+    streams[stream][partition] = 4242
+    assert before + "4242" + after == cursor.encode_streams(streams)
