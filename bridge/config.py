@@ -94,6 +94,10 @@ class Settings(BaseSettings):
         default=30.0, ge=1, le=3600,
         description="seconds the consumer may get nothing while Kafka has records for it before it is recreated",
     )  # fmt: skip
+    backlog: int = Field(
+        default=16_384, ge=1, le=1_000_000,
+        description="connections queued until accepted (listen backlog; the kernel caps it at net.core.somaxconn)",
+    )  # fmt: skip
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info", description="log level")
 
     # Token auth (bridge/auth.py) is on when one of the three key files is given; "" means not set.

@@ -109,6 +109,7 @@ def build_server(settings: Settings) -> BridgeServer:
         headers=DEFAULT_HEADERS,
         # uvicorn's own X-Forwarded-For handling trusts 127.0.0.1 by default; limits.py decides whom to trust
         proxy_headers=False,
+        backlog=settings.backlog,
     )  # fmt: skip
     logging.getLogger("uvicorn.error").addFilter(_HideSlowClientDisconnects())
     if settings.jwt_query_param:

@@ -87,3 +87,16 @@ async def test_workers_share_the_port_and_each_serves_every_record(
             assert cursors.parse(events[-1].id) == tuple(ends)  # the same cursors in every worker
     assert bridge.stop() == -signal.SIGTERM  # as a single process ends: drained, then the signal raised again
     assert not children(bridge.process.pid), "a worker outlived the bridge"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_every_listening_socket_has_the_configured_backlog(
+    start_bridge: Callable[..., Any], workers: str
+) -> None:
+    bridge: BridgeProcess = await start_bridge(workers=workers, backlog="123")
+    # ss reads a listening socket's backlog in its Send-Q column (inet_diag's wqueue)
+    ss = await asyncio.create_subprocess_exec("ss", "-ltnH", f"sport = :{bridge.port}", stdout=asyncio.subprocess.PIPE)
+    listing = (await ss.communicate())[0].decode()
+    assert ss.returncode == 0
+    backlogs = [int(line.split()[2]) for line in listing.splitlines()]
+    assert backlogs == [123] * int(workers), listing
