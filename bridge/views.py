@@ -72,10 +72,20 @@ class View:
         self._advanced_at = float("-inf")  # when the last id-only frame was handed over
         # one topic, raw: the channel's own frames are this view's frames
         self._own_frames = len(channels) == 1 and subscription.format is Format.RAW
+        self._filtered = bool(subscription.filter)
 
     @property
     def filter(self) -> Filter:
         return self.subscription.filter
+
+    def keeps(self, record: KafkaRecord) -> tuple[bool, ParsedRecord | None]:
+        """Whether the filter keeps ``record``, and the record parsed if the
+        filter had to parse it (once per record in replay and catch-up: no
+        filter, no ParsedRecord)."""
+        if not self._filtered:
+            return True, None
+        parsed = ParsedRecord(record)
+        return self.filter.matches(parsed), parsed
 
     def replayable(self, cursor: Sequence[Sequence[int]]) -> bool:
         """Every channel's ring covers its part of ``cursor``."""
@@ -215,8 +225,8 @@ class View:
                 # Another replica's cursor may be ahead of this one in some partition:
                 # keep the client's offsets there, so its last id never goes backwards.
                 positions[index] = merged = furthest(entry.position, cursor[index])
-                parsed = ParsedRecord(entry.record)
-                if self.filter and not self.filter.matches(parsed):
+                kept, parsed = self.keeps(entry.record)
+                if not kept:
                     skipped = True
                     continue
                 skipped = False
