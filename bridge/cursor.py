@@ -58,13 +58,9 @@ def encode_around(cursors: Sequence[Sequence[int]], stream: int, partition: int)
     that offset changed to ``n`` the id is ``before + str(n) + after``, so a run of
     records of one partition gets its ids without encoding the whole cursor each time."""
     own = cursors[stream]
-    before = "".join(f"{encode(c)}{TOPIC_SEPARATOR}" for c in cursors[:stream]) + "".join(
-        f"{o}." for o in own[:partition]
-    )
-    after = "".join(f".{o}" for o in own[partition + 1 :]) + "".join(
-        f"{TOPIC_SEPARATOR}{encode(c)}" for c in cursors[stream + 1 :]
-    )
-    return before, after
+    head = "".join(encode(c) + TOPIC_SEPARATOR for c in cursors[:stream])
+    tail = "".join(TOPIC_SEPARATOR + encode(c) for c in cursors[stream + 1 :])
+    return head + "".join(f"{o}." for o in own[:partition]), "".join(f".{o}" for o in own[partition + 1 :]) + tail
 
 
 def parse_streams(text: str, topics: int) -> tuple[tuple[int, ...], ...]:
