@@ -32,6 +32,9 @@ BENCH = Path(__file__).resolve().parent
 READY_SECONDS = 60.0
 TOPIC_PARTITIONS = 3  # of every benchmark topic
 # The bridges under test by name: their flags beyond where to listen and read.
+# Past the 10,000 streams of the connections scenario (a storm's reconnects may
+# arrive before the server has seen the old streams close), and per address.
+LOAD_LIMITS = ("--max-connections", "100000", "--max-connections-per-ip", "100000")
 BRIDGES: dict[str, tuple[str, ...]] = {"bridge": (), "bridge-2w": ("--workers", "2")}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -115,9 +118,10 @@ class Server:
 
 def start_bridge(bootstrap_servers: str, topic: str, port: int, log: Path, extra: Sequence[str] = (),
                  name: str = "bridge") -> Server:  # fmt: skip
-    """As users run it: the console script with the default settings, apart from where it listens and reads."""
+    """As users run it: the console script with the default settings, apart from where it listens and reads
+    and its connection limits: the load client's thousands of "browsers" come from 8 loopback addresses."""
     command = ["kafka-sse-bridge", "serve", "--bootstrap-servers", bootstrap_servers, "--topics", topic,
-               "--port", str(port), *extra]  # fmt: skip
+               "--port", str(port), *LOAD_LIMITS, *extra]  # fmt: skip
     server = Server("bridge", spawn(command, log), port, log)
     server.wait_ready(topic)
     return server
