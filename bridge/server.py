@@ -134,12 +134,12 @@ def configure_logging(level: str) -> None:
 
 def serve(settings: Settings) -> int:
     """Serve until told to stop; the exit code."""
-    if settings.workers > 1:
-        return run_workers(settings)
     try:
-        sock = listening_socket(settings.host, settings.port)
+        sock = listening_socket(settings.host, settings.port, reuse_port=settings.workers > 1)
     except OSError as error:  # one line, as for any other setting that cannot be used
         raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}") from None
+    if settings.workers > 1:
+        return run_workers(settings, sock)
     server = build_server(settings)
     tune_gc()
     server.run([sock])

@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 from collections.abc import Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -34,10 +35,10 @@ logger = logging.getLogger("bridge.workers")
 STOP_SECONDS = 30.0
 
 
-def run_workers(settings: Settings) -> int:
-    """Run ``settings.workers`` workers until they end; the exit code."""
-    # Port 0 means "any free port": pick it here, so that every worker binds the same one.
-    reserved = listening_socket(settings.host, settings.port, reuse_port=True)
+def run_workers(settings: Settings, reserved: socket.socket) -> int:
+    """Run ``settings.workers`` workers until they end; the exit code.
+    ``reserved`` is bound with SO_REUSEPORT and never listened on: it holds the
+    port (port 0 picked once) so that every worker binds the same one."""
     port = reserved.getsockname()[1]
     fields: dict[str, Any] = {**settings.model_dump(), "port": port}
     context = multiprocessing.get_context("spawn")

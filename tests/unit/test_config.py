@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import subprocess
 import tomllib
 from pathlib import Path
@@ -81,6 +82,17 @@ def test_the_console_script_reports_a_bad_setting_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("kafka-sse-bridge: invalid setting port")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_taken_by_another_program_stops_start_up_in_one_line(workers: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # no SO_REUSEPORT: nobody may share it
+        port = str(taken.getsockname()[1])
+        result = subprocess.run(["kafka-sse-bridge", "serve", "--port", port, "--workers", workers],
+                                capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith(f"kafka-sse-bridge: cannot listen on 127.0.0.1:{port}")
 
 
 def test_help_documents_every_setting() -> None:
