@@ -1,6 +1,6 @@
 """``python -m bench``: every scenario against the bridge and the naive baseline, in one run.
 
-Starts a real Kafka broker (bridge.localkafka), builds the Go load client
+Starts a real Kafka broker (bridge.kafka.local), builds the Go load client
 (bench/loadclient), then for each scenario starts a fresh server under test
 as its own process (the bridge through its console script with its default
 settings, or the naive baseline, bench/naive.py), runs the load and stops it.
@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import catchup, connections, fanout, report, responses
 from bench.processes import BENCH, TOPIC_PARTITIONS, Context, build_load_client, create_topic
-from bridge.localkafka import KAFKA_VERSION, LocalKafka
+from bridge.kafka.local import KAFKA_VERSION, LocalKafka
 
 RESULTS = BENCH / "results"
 SCENARIOS = ("fanout", "connections", "catchup", "responses")

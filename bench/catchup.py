@@ -1,7 +1,7 @@
 """Scenario (d), catch-up: one client resuming 1,000,000 records behind, served from Kafka itself.
 
 A client whose Last-Event-ID is older than the bridge's ring gets a reader of
-its own (bridge/catchup.py) that reads Kafka from the client's cursor up to
+its own (bridge/kafka/catchup.py) that reads Kafka from the client's cursor up to
 the live position. The topic (3 partitions) is filled with kcat first; the
 bridge starts after that, so it serves the topic from its live end and its
 ring holds none of it. One load client stream asks from ``0.0.0`` (the

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.processes import create_topic, start_bridge, stop
-from bridge.localkafka import LocalKafka, free_port
+from bridge.kafka.local import LocalKafka, free_port
 
 PARTITIONS = 3
 

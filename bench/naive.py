@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from bridge.source import FETCH_MAX_WAIT_MS
+from bridge.kafka.source import FETCH_MAX_WAIT_MS
 
 Item = tuple[str, bytes]  # (event id, record value)
 

@@ -26,7 +26,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge.localkafka import free_port
+from bridge.kafka.local import free_port
 
 BENCH = Path(__file__).resolve().parent
 READY_SECONDS = 60.0

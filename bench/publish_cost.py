@@ -8,7 +8,7 @@ would send). Scenarios:
 - ``one topic``: 1,000 subscribers of one topic, unfiltered (the baseline);
 - ``3 topics, shared ids``: 1,000 subscribers of one 3-topic view; ids that
   cover the three topics are built once per record for the view (the design
-  in bridge/views.py);
+  in bridge/fanout/views.py);
 - ``3 topics, ids per subscriber``: the rejected design, each subscriber's
   ids rewritten from the shared frames at hand-over (what a per-stream id
   rewrite at write time would cost);
@@ -35,11 +35,12 @@ from dataclasses import dataclass
 
 import orjson
 
-from bridge.batch import Batch
-from bridge.filters import parse_filter
-from bridge.hub import Channel, Hub
-from bridge.outbox import Subscriber
-from bridge.views import Subscription, View
+from bridge.fanout.batch import Batch
+from bridge.fanout.channel import Channel
+from bridge.fanout.hub import Hub
+from bridge.fanout.outbox import Subscriber
+from bridge.fanout.views import Subscription, View
+from bridge.wire.filters import parse_filter
 
 SUBSCRIBERS = 1000
 TYPES = ("alert", "info", "debug", "order", "audit")
@@ -72,7 +73,7 @@ class PerSubscriberIds(View):
 
     def deliver(self, batch: Batch) -> None:
         selected = batch.selected(self.filter)
-        index = self.channels.index(batch.channel)
+        index = self.subscription.topics.index(batch.topic)
         for subscriber in tuple(self.subscribers):
             prefix = b"".join(b"%s~" % ".".join(map(str, c.position)).encode() for c in self.channels[:index])
             suffix = b"".join(b"~%s" % ".".join(map(str, c.position)).encode() for c in self.channels[index + 1 :])

@@ -32,14 +32,14 @@ from fastapi.sse import ServerSentEvent
 from sse_starlette import EventSourceResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge import cursor as cursors
-from bridge.catchup import CatchUps
 from bridge.config import Settings
-from bridge.events import record_event
-from bridge.hub import Hub
-from bridge.kafkaclient import client_options
-from bridge.stream import EventStream
-from bridge.views import Subscription
+from bridge.fanout.hub import Hub
+from bridge.fanout.views import Subscription
+from bridge.http.stream import EventStream
+from bridge.kafka.catchup import CatchUps
+from bridge.kafka.client import client_options
+from bridge.wire import cursor as cursors
+from bridge.wire.events import record_event
 
 CONNECTIONS = 500
 BATCHES = 100

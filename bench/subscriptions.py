@@ -45,9 +45,9 @@ from aiokafka import AIOKafkaProducer
 
 from bench.chunked import ChunkedDecoder
 from bench.processes import TOPIC_PARTITIONS, cpu_seconds, create_topic, machine_busy_seconds, start_bridge, stop
-from bridge.filters import parse_filter
-from bridge.formats import ParsedRecord
-from bridge.localkafka import LocalKafka, free_port
+from bridge.kafka.local import LocalKafka, free_port
+from bridge.wire.filters import parse_filter
+from bridge.wire.formats import ParsedRecord
 
 SUBSCRIBERS = 1000
 TOPICS = ("bench-sub-a", "bench-sub-b", "bench-sub-c")

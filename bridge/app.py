@@ -14,21 +14,21 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from bridge import cursor as cursors
-from bridge.auth import AuthError, build_authorizer
-from bridge.catchup import CatchUps, Since, parse_since
 from bridge.config import Settings
-from bridge.cors import cors_options
-from bridge.filters import FilterError, parse_filter
-from bridge.formats import Format
-from bridge.hub import Hub
-from bridge.kafkaclient import client_options
-from bridge.limits import ConnectionLimits, StreamLimits
+from bridge.fanout.hub import Hub
+from bridge.fanout.outbox import CloseReason
+from bridge.fanout.views import AHEAD_WAIT_SECONDS, Cursor, Subscription
+from bridge.http.auth import AuthError, build_authorizer
+from bridge.http.cors import cors_options
+from bridge.http.limits import ConnectionLimits, StreamLimits
+from bridge.http.stream import EventStream
+from bridge.kafka.catchup import CatchUps, Since, parse_since
+from bridge.kafka.client import client_options
+from bridge.kafka.source import KafkaSource
 from bridge.metrics import FaultsCollector, create_registry, exposition
-from bridge.outbox import CloseReason
-from bridge.source import KafkaSource
-from bridge.stream import EventStream
-from bridge.views import AHEAD_WAIT_SECONDS, Cursor, Subscription
+from bridge.wire import cursor as cursors
+from bridge.wire.filters import FilterError, parse_filter
+from bridge.wire.formats import Format
 
 MAX_TOPICS = 32  # on one stream
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {

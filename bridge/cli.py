@@ -18,9 +18,10 @@ from typing import Any
 import jwt
 import uvloop
 
-from bridge import auth, demo, server
+from bridge import demo, server
 from bridge.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from bridge.localkafka import KafkaStartError, LocalKafka
+from bridge.http import auth
+from bridge.kafka.local import KafkaStartError, LocalKafka
 
 PROG = "kafka-sse-bridge"
 

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     )  # fmt: skip
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info", description="log level")
 
-    # Token auth (bridge/auth.py) is on when one of the three key files is given; "" means not set.
+    # Token auth (bridge/http/auth.py) is on when one of the three key files is given; "" means not set.
     jwt_secret_file: str = Field(default="", description="file holding the HS256 secret (turns token auth on)")
     jwt_public_key_file: str = Field(
         default="", description="PEM file of RS256/ES256 public key(s) (turns token auth on)"

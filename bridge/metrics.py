@@ -1,7 +1,7 @@
 """Prometheus metrics for ``GET /metrics``, every name prefixed ``kafka_sse_bridge_``.
 
 Nothing is counted here. What happens is counted where it happens, as plain
-ints on each channel's ``TopicStats`` (hub.py): the hub's publish adds once
+ints on each channel's ``TopicStats`` (fanout/channel.py): the channel's publish adds once
 per batch (events times subscribers), a stream once per write. A collector reads
 those counters at scrape time, together with the state the gauges show
 (subscribers, ring, consumer lag, catch-ups, Kafka). Scrapes run on the event
@@ -29,9 +29,10 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from bridge.catchup import CatchUps
-from bridge.hub import Channel, Hub, TopicStats
-from bridge.limits import ConnectionLimits
+from bridge.fanout.channel import Channel, TopicStats
+from bridge.fanout.hub import Hub
+from bridge.http.limits import ConnectionLimits
+from bridge.kafka.catchup import CatchUps
 
 PREFIX = "kafka_sse_bridge_"
 # Streams cut by the connection limits (reliability issue); listed now so dashboards find them at 0.
@@ -143,7 +144,7 @@ class BridgeCollector:
 
 
 class FaultsCollector:
-    """What the limits refused and the watchdog replaced (limits.py, source.py)."""
+    """What the limits refused and the watchdog replaced (http/limits.py, kafka/source.py)."""
 
     def __init__(self, limits: ConnectionLimits, kafka: Restarts) -> None:
         self._limits = limits

@@ -4,7 +4,7 @@ uvicorn waits for open connections before the lifespan shutdown runs, and an
 SSE stream never ends by itself. So shutting down first stops accepting
 connections (uvicorn) and new streams (the limits), then ends every stream
 cleanly, spread over ``--drain-seconds`` so browsers reconnect elsewhere as a
-trickle, not a storm (drain.py), and only then stops the Kafka consumer
+trickle, not a storm (http/drain.py), and only then stops the Kafka consumer
 (lifespan). The process exits within ``drain_seconds + GRACE_SECONDS`` plus
 the consumer's stop.
 """
@@ -24,11 +24,11 @@ import uvicorn
 
 from bridge.app import create_app
 from bridge.config import ConfigError, Settings
-from bridge.drain import drain
-from bridge.httpprotocol import BoundedHttpToolsProtocol, listening_socket
-from bridge.limits import ConnectionLimits
-from bridge.logsummary import summarise_repeats
-from bridge.stream import SlowClientDisconnect
+from bridge.http.drain import drain
+from bridge.http.limits import ConnectionLimits
+from bridge.http.protocol import BoundedHttpToolsProtocol, listening_socket
+from bridge.http.stream import SlowClientDisconnect
+from bridge.kafka.logsummary import summarise_repeats
 from bridge.workers import run_workers
 
 # Streams still open this long after the drain ended them are cut.
@@ -107,7 +107,7 @@ def build_server(settings: Settings) -> BridgeServer:
         app, host=settings.host, port=settings.port, loop="uvloop", http=BoundedHttpToolsProtocol, lifespan="on",
         log_level=settings.log_level, timeout_graceful_shutdown=math.ceil(settings.drain_seconds) + GRACE_SECONDS,
         headers=DEFAULT_HEADERS,
-        # uvicorn's own X-Forwarded-For handling trusts 127.0.0.1 by default; limits.py decides whom to trust
+        # uvicorn's own X-Forwarded-For handling trusts 127.0.0.1 by default; http/limits.py decides whom to trust
         proxy_headers=False,
         backlog=settings.backlog,
     )  # fmt: skip
@@ -139,8 +139,17 @@ def serve(settings: Settings) -> int:
     except OSError as error:  # one line, as for any other setting that cannot be used
         raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}") from None
     if settings.workers > 1:
-        return run_workers(settings, sock)
+        return run_workers(settings, sock, serve_worker)
     server = build_server(settings)
     tune_gc()
     server.run([sock])
     return 0
+
+
+def serve_worker(fields: dict[str, Any]) -> None:
+    """One worker process of ``--workers N`` (workers.py): a whole bridge on the shared port."""
+    settings = Settings.model_construct(**fields)
+    configure_logging(settings.log_level)
+    bridge = build_server(settings)
+    tune_gc()
+    bridge.run(sockets=[listening_socket(settings.host, settings.port, reuse_port=True)])

@@ -22,27 +22,28 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
 from bridge.config import Settings
-from bridge.httpprotocol import listening_socket
 
 logger = logging.getLogger("bridge.workers")
 STOP_SECONDS = 30.0
 
 
-def run_workers(settings: Settings, reserved: socket.socket) -> int:
-    """Run ``settings.workers`` workers until they end; the exit code.
-    ``reserved`` is bound with SO_REUSEPORT and never listened on: it holds the
-    port (port 0 picked once) so that every worker binds the same one."""
+def run_workers(settings: Settings, reserved: socket.socket, entry: Callable[[dict[str, Any]], None]) -> int:
+    """Run ``settings.workers`` processes of ``entry`` until they end; the exit code.
+    ``entry`` gets the settings' fields with the port made concrete and must be
+    importable by name (processes are spawned). ``reserved`` is bound with
+    SO_REUSEPORT and never listened on: it holds the port (port 0 picked once)
+    so that every worker binds the same one."""
     port = reserved.getsockname()[1]
     fields: dict[str, Any] = {**settings.model_dump(), "port": port}
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(fields,), name=f"bridge-worker-{n}")
+    workers = [context.Process(target=entry, args=(fields,), name=f"bridge-worker-{n}")
                for n in range(settings.workers)]  # fmt: skip
 
     received: list[int] = []
@@ -85,13 +86,3 @@ def _supervise(workers: Sequence[BaseProcess], stopping: Sequence[int]) -> int:
             worker.join()
     stopped = {0, -signal.SIGTERM} if stopping else {0}  # a worker ended by the SIGTERM passed on is fine
     return 0 if all(worker.exitcode in stopped for worker in workers) else 1
-
-
-def _worker(fields: dict[str, Any]) -> None:
-    from bridge import server  # not at the top: server imports this module
-
-    settings = Settings.model_construct(**fields)
-    server.configure_logging(settings.log_level)
-    bridge = server.build_server(settings)
-    server.tune_gc()
-    bridge.run(sockets=[listening_socket(settings.host, settings.port, reuse_port=True)])

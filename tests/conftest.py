@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from bridge.localkafka import LocalKafka
+from bridge.kafka.local import LocalKafka
 from tests.support.bridgeproc import BridgeProcess
 from tests.support.cluster import Cluster, unique_topic
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.localkafka import free_port
+from bridge.kafka.local import free_port
 
 HOST = "127.0.0.1"
 

@@ -21,7 +21,7 @@ import pytest
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, expect
 
-from bridge import cursor as cursors
+from bridge.wire import cursor as cursors
 from tests.browser.cutproxy import CuttableProxy
 from tests.support.bridgeproc import BridgeProcess
 from tests.support.cluster import Cluster

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from bridge.localkafka import LocalKafka
+from bridge.kafka.local import LocalKafka
 from tests.support.bridgeproc import BridgeProcess, bridge_on_new_topic, open_stream
 from tests.support.cluster import Cluster
 

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bridge import cursor as cursors
+from bridge.wire import cursor as cursors
 from tests.support.bridgeproc import BridgeProcess, open_sse
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.sseparse import Event

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.localkafka import LocalKafka, SaslSslListener
+from bridge.kafka.local import LocalKafka, SaslSslListener
 from tests.support.bridgeproc import BridgeProcess, open_stream
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.tlscerts import Certificates, make_certificates

@@ -19,8 +19,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bridge import cursor as cursors
-from bridge.localkafka import LocalKafka
+from bridge.kafka.local import LocalKafka
+from bridge.wire import cursor as cursors
 from tests.support.bridgeproc import BridgeProcess, dechunk, open_stream
 from tests.support.cluster import Cluster
 from tests.support.scrape import eventually

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from bridge import cursor as cursors
+from bridge.wire import cursor as cursors
 from tests.support.bridgeproc import BridgeProcess, dechunk, open_stream
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.sseparse import Event, Parser

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from bridge.localkafka import LocalKafka, free_port
+from bridge.kafka.local import LocalKafka, free_port
 from tests.support.blackhole import BlackholeProxy
 from tests.support.bridgeproc import bridge_on_new_topic, open_stream
 from tests.support.cluster import Cluster

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge import cursor as cursors
+from bridge.wire import cursor as cursors
 from tests.support.bridgeproc import BridgeProcess, open_stream
 from tests.support.cluster import Cluster
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.localkafka import free_port
+from bridge.kafka.local import free_port
 from tests.ops.stackfiles import ROOT, tool
 from tests.support.serving import wait_until_serving
 

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge import demo
 from bridge.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from bridge.localkafka import LocalKafka
+from bridge.kafka.local import LocalKafka
 from tests.ops import nginxproc
 from tests.ops.nginxproc import Nginx
 from tests.ops.stackfiles import (

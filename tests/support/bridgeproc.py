@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from bridge.localkafka import free_port
+from bridge.kafka.local import free_port
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.serving import wait_until_serving
 from tests.support.sseparse import Event, Parser

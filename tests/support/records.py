@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.hub import Channel
-from bridge.views import Subscription, View
+from bridge.fanout.channel import Channel
+from bridge.fanout.views import Subscription, View
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,5 @@ class Record:
 def plain(channel: Channel) -> View:
     """The channel's one-topic, unfiltered, raw view: what ``/sse/{topic}`` serves."""
     subscription = Subscription.of([channel.topic])
-    return next((view for view in channel.views if view.subscription == subscription), None) or View(
-        subscription, [channel], {}
-    )
+    views = (view for view in channel.views if isinstance(view, View) and view.subscription == subscription)
+    return next(views, None) or View(subscription, [channel], {})

@@ -22,13 +22,13 @@ import uvicorn
 import uvloop
 from starlette.types import Receive, Scope, Send
 
-from bridge.catchup import CatchUps
 from bridge.config import Settings
-from bridge.httpprotocol import BoundedHttpToolsProtocol, listening_socket
-from bridge.hub import Hub
-from bridge.outbox import CloseReason
-from bridge.stream import EventStream
-from bridge.views import Subscription
+from bridge.fanout.hub import Hub
+from bridge.fanout.outbox import CloseReason
+from bridge.fanout.views import Subscription
+from bridge.http.protocol import BoundedHttpToolsProtocol, listening_socket
+from bridge.http.stream import EventStream
+from bridge.kafka.catchup import CatchUps
 
 
 async def main(unacked: float, heartbeat: float, wait: float) -> float | None:

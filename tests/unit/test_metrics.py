@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.catchup import CatchUps
 from bridge.config import Settings
-from bridge.hub import Channel, Hub, Resume
+from bridge.fanout.channel import Channel, Resume
+from bridge.fanout.hub import Hub
+from bridge.fanout.outbox import CloseReason, Subscriber
+from bridge.kafka.catchup import CatchUps
 from bridge.metrics import create_registry, exposition
-from bridge.outbox import CloseReason, Subscriber
 from tests.support.records import Record, plain
 
 

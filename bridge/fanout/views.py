@@ -1,0 +1,270 @@
+"""Views: the streams of one subscription share one selection and one encoding.
+
+A subscription is what a stream asks for: a set of topics, a filter and a
+format. Streams asking for the same one are the subscribers of one view. When
+a channel publishes a batch, each view over that channel takes the records
+its filter keeps (each distinct filter is evaluated once per record, shared by
+every view using it, see batch.py), encodes them in its format with ids that
+cover all of its topics, and appends that one chunk to each subscriber: the
+work per batch is per view, never per subscriber.
+
+An id covers every topic of the view (cursor.encode_streams). A live
+subscriber has received everything up to every channel's position, so the
+id of a record is its own channel's position after it, with the other
+channels' current positions around it. Replay and catch-up, which are per
+subscriber anyway, build ids from the subscriber's own positions instead.
+
+Attaching (replay, then live) happens without an await across all the
+view's channels, so no record of any topic can fall between the replay and
+the live stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge.fanout.batch import Batch, raw_body
+from bridge.fanout.channel import Channel
+from bridge.fanout.outbox import CloseReason, Subscriber
+from bridge.fanout.ring import Entry
+from bridge.wire import cursor as cursors
+from bridge.wire import sse
+from bridge.wire.events import KafkaRecord, record_event, reset_event
+from bridge.wire.filters import NO_FILTER, Filter
+from bridge.wire.formats import Format, ParsedRecord, envelope_event
+
+AHEAD_WAIT_SECONDS = 5.0
+# A filtered view whose batches end on skipped records tells its streams how
+# far they are at most this often: a reconnect then skips at most about this
+# long of records again, at the cost of one small write per stream per interval.
+ADVANCE_SECONDS = 1.0
+
+Cursor = tuple[tuple[int, ...], ...]  # one per topic of the view, in topic-name order
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    topics: tuple[str, ...]  # distinct, sorted: the order of the id's parts
+    filter: Filter = NO_FILTER
+    format: Format = Format.RAW
+
+    @classmethod
+    def of(cls, topics: Sequence[str], filter: Filter = NO_FILTER, format: Format = Format.RAW) -> Subscription:
+        return cls(tuple(sorted(set(topics))), filter, format)
+
+
+class View:
+    def __init__(self, subscription: Subscription, channels: Sequence[Channel], registry: dict[Subscription, View],
+                 ahead_wait: float = AHEAD_WAIT_SECONDS) -> None:  # fmt: skip
+        self.subscription = subscription
+        self.channels = list(channels)  # in subscription.topics order
+        self.subscribers: set[Subscriber] = set()
+        self.ahead_wait = ahead_wait
+        self.advance_every = ADVANCE_SECONDS
+        self._registry = registry
+        self._waiting: dict[Subscriber, tuple[Cursor, asyncio.TimerHandle]] = {}
+        self._advanced_at = float("-inf")  # when the last id-only frame was handed over
+        # one topic, raw: the channel's own frames are this view's frames
+        self._own_frames = len(channels) == 1 and subscription.format is Format.RAW
+        self._filtered = bool(subscription.filter)
+
+    @property
+    def filter(self) -> Filter:
+        return self.subscription.filter
+
+    def keeps(self, record: KafkaRecord) -> tuple[bool, ParsedRecord | None]:
+        """Whether the filter keeps ``record``, and the record parsed if the
+        filter had to parse it (once per record in replay and catch-up: no
+        filter, no ParsedRecord)."""
+        if not self._filtered:
+            return True, None
+        parsed = ParsedRecord(record)
+        return self.filter.matches(parsed), parsed
+
+    def replayable(self, cursor: Sequence[Sequence[int]]) -> bool:
+        """Every channel's ring covers its part of ``cursor``."""
+        return not any(c.ring.uncovered(own) for c, own in zip(self.channels, cursor, strict=True))
+
+    def current_id(self) -> str:
+        return cursors.encode_streams([channel.position for channel in self.channels])
+
+    # -- live ------------------------------------------------------------------
+
+    def deliver(self, batch: Batch) -> None:
+        """Hand this view's part of ``batch`` to every subscriber, as one chunk."""
+        if not self.subscribers:
+            return
+        selected = batch.selected(self.filter)
+        index = self.subscription.topics.index(batch.topic)  # the batch's channel among this view's
+        chunk = b""
+        if not selected:
+            pass
+        elif self._own_frames:
+            chunk = batch.frames(selected)
+        else:
+            prefix = b"".join(cursors.encode(c.position).encode() + b"~" for c in self.channels[:index])
+            suffix = b"".join(b"~" + cursors.encode(c.position).encode() for c in self.channels[index + 1 :])
+            fmt = self.subscription.format
+            chunk = b"".join(b"id: " + prefix + batch.own_id(i) + suffix + b"\n" + batch.body(fmt, i) for i in selected)
+        if self._advance_due(batch, selected):
+            chunk += sse.format_id(self.current_id())
+        if not chunk:
+            return
+        for subscriber in tuple(self.subscribers):
+            subscriber.push(chunk)
+            if subscriber.reason is not None:
+                self.subscribers.discard(subscriber)
+        # Those still here took the chunk: counted once per batch, not per subscriber.
+        self.channels[index].stats.events_delivered += len(selected) * len(self.subscribers)
+
+    def _advance_due(self, batch: Batch, selected: Sequence[int]) -> bool:
+        """Whether to end this chunk with an id-only frame: the batch ended on
+        records the filter skipped, and the last such frame is ``advance_every`` seconds old."""
+        if not self.filter or (selected and selected[-1] == len(batch.entries) - 1):
+            return False
+        now = time.monotonic()
+        if now - self._advanced_at < self.advance_every:
+            return False
+        self._advanced_at = now
+        return True
+
+    # -- joining ---------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber, cursor: Cursor | None) -> None:
+        """Replay what ``cursor`` has not seen, then go live.
+
+        Every channel's ring must cover its part of the cursor; a client from
+        further back catches up from Kafka first (kafka/catchup.py). A cursor ahead
+        of a channel (another replica read further, or this one has not yet
+        seen a new partition) waits, stream open, until every channel gets
+        there; if one does not within ``ahead_wait`` seconds the offsets do
+        not exist (a forged id, a recreated topic): a ``reset`` event says so
+        and those partitions go on from the live position.
+        """
+        self._register()
+        if cursor is not None and any(self._ahead(cursor)):
+            timer = asyncio.get_running_loop().call_later(self.ahead_wait, self._give_up, subscriber)
+            self._waiting[subscriber] = (cursor, timer)
+            return
+        self._attach(subscriber, cursor)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        waiting = self._waiting.pop(subscriber, None)
+        if waiting is not None:
+            waiting[1].cancel()
+        if not self.subscribers and not self._waiting:
+            self._unregister()
+
+    def open_streams(self) -> list[Subscriber]:
+        return [*self.subscribers, *self._waiting]
+
+    def close_all(self, reason: CloseReason) -> None:
+        for subscriber in (*self.subscribers, *self._waiting):
+            self.unsubscribe(subscriber)
+            subscriber.close(reason)
+
+    def attach_caught_up(self) -> None:
+        """Attach the waiting subscribers no channel is behind any more."""
+        for subscriber, (cursor, timer) in tuple(self._waiting.items()):
+            if not any(self._ahead(cursor)):
+                timer.cancel()
+                del self._waiting[subscriber]
+                self._attach(subscriber, cursor)
+
+    def _register(self) -> None:
+        # A view whose streams all ended while this one caught up has left the
+        # registry; another may have taken its place there: this one still serves.
+        self._registry.setdefault(self.subscription, self)
+        for channel in self.channels:
+            channel.views[self] = None
+
+    def _unregister(self) -> None:
+        if self._registry.get(self.subscription) is self:
+            del self._registry[self.subscription]
+        for channel in self.channels:
+            channel.views.pop(self, None)
+
+    def _ahead(self, cursor: Cursor) -> list[list[tuple[int, int, int]]]:
+        """Per channel: (partition, requested, live position) where the cursor is past it."""
+        return [
+            [(p, requested, end) for p, requested in enumerate(own) if requested > (end := offset(channel, p))]
+            for channel, own in zip(self.channels, cursor, strict=True)
+        ]
+
+    def _attach(self, subscriber: Subscriber, cursor: Cursor | None, notices: Sequence[bytes] = ()) -> None:
+        if cursor is not None and not self.replayable(cursor):
+            # Only after waiting: a ring moved past the cursor meanwhile. The
+            # client reconnects with the same id and catches up from Kafka.
+            subscriber.close(CloseReason.ERROR)
+            return
+        backlog = list(notices)
+        if cursor is not None:
+            backlog.extend(self._replay(cursor))
+        subscriber.push_backlog(backlog)
+        self.subscribers.add(subscriber)
+        if self.filter:
+            subscriber.live_id = self.current_id
+
+    def _replay(self, cursor: Cursor) -> list[bytes]:
+        """What the ring has past ``cursor``, topic after topic, each id the
+        subscriber's own position; an id-only frame last if the filter skipped
+        records after the last one it kept."""
+        positions = [list(own) for own in cursor]
+        frames: list[bytes] = []
+        skipped = False
+        for index, channel in enumerate(self.channels):
+            replayed = 0
+            for entry in channel.ring.replay(cursor[index]):
+                # Another replica's cursor may be ahead of this one in some partition:
+                # keep the client's offsets there, so its last id never goes backwards.
+                positions[index] = merged = furthest(entry.position, cursor[index])
+                kept, parsed = self.keeps(entry.record)
+                if not kept:
+                    skipped = True
+                    continue
+                skipped = False
+                replayed += 1
+                if self._own_frames and merged == list(entry.position):
+                    frames.append(entry.frame)
+                else:
+                    frames.append(self.event(index, entry.record, cursors.encode_streams(positions), parsed, entry))
+            channel.stats.events_delivered += replayed
+        if skipped:
+            frames.append(sse.format_id(cursors.encode_streams(positions)))
+        return frames
+
+    def event(
+        self, index: int, record: KafkaRecord, id: str, parsed: ParsedRecord | None = None, entry: Entry | None = None
+    ) -> bytes:
+        """The event of one record of ``self.channels[index]`` with ``id``; ``parsed``
+        if the filter already parsed it, ``entry`` if the ring holds its frame."""
+        channel = self.channels[index]
+        if self.subscription.format is Format.ENVELOPE:
+            parsed = parsed if parsed is not None else ParsedRecord(record)
+            return envelope_event(channel.topic, parsed, id=id, type_header=channel.type_header)
+        if entry is not None:
+            return b"id: " + id.encode() + b"\n" + raw_body(entry.frame)
+        return record_event(record, id=id, type_header=channel.type_header)
+
+    def _give_up(self, subscriber: Subscriber) -> None:
+        cursor, _ = self._waiting.pop(subscriber)
+        notices = [reset_event(c.topic, ahead) for c, ahead in zip(self.channels, self._ahead(cursor), strict=True)
+                   if ahead]  # fmt: skip
+        clamped = tuple(
+            tuple(min(requested, offset(channel, p)) for p, requested in enumerate(own))[: len(channel.position)]
+            for channel, own in zip(self.channels, cursor, strict=True)
+        )
+        self._attach(subscriber, clamped, notices)
+
+
+def offset(channel: Channel, partition: int) -> int:
+    return cursors.offset_for(channel.position, partition)
+
+
+def furthest(position: Sequence[int], cursor: Sequence[int]) -> list[int]:
+    """Per partition of ``position``, the larger of the two."""
+    return [max(offset, cursors.offset_for(cursor, p)) for p, offset in enumerate(position)]

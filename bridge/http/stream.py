@@ -1,0 +1,158 @@
+"""One SSE connection, as an ASGI response.
+
+A connection is a race of two small tasks, the first to finish ends it:
+
+- the writer takes whatever the subscriber's outbox holds and writes it in
+  one ``send``, or a heartbeat comment after ``heartbeat`` idle seconds;
+- the listener waits for the client to go away (``http.disconnect``; after a
+  disconnect uvicorn's ``send`` returns silently, only ``receive`` tells).
+
+A client that resumes from further back than the ring has a third task, its
+catch-up, until it has joined the live view.
+
+A stream serves a view (views.py): one or several topics, a filter, a format.
+On a filtered stream a heartbeat also carries the stream's id, so the
+client's last id moves past the records the filter skipped.
+
+The hub may also close the subscriber: for being slow (its outbox passed its
+bound, and the writer may be stuck in ``send`` on a full TCP window, so it is
+cancelled and the connection dropped), for a shutdown or a failed catch-up
+(the stream ends cleanly and the browser reconnects). So does a timer when the
+client's token expires: a ``reauth`` event, then the stream ends cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from bridge.fanout.channel import Resume
+from bridge.fanout.outbox import CloseReason, Subscriber
+from bridge.fanout.views import Cursor, View
+from bridge.kafka.catchup import CatchUps, Since
+from bridge.wire import sse
+from bridge.wire.events import reauth_event
+
+HEARTBEAT = sse.format_comment()
+TOKEN_EXPIRED = reauth_event(CloseReason.TOKEN_EXPIRED.value)
+HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class SlowClientDisconnect(Exception):
+    """Raised to make the server drop a connection whose client fell too far
+    behind; uvicorn closes the transport, and ``server`` keeps it out of the
+    error log."""
+
+
+class EventStream(Response):
+    """Not a body to render but a live stream; a Response subclass only so the
+    framework hands it the connection as it is."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, view: View, start: Cursor | Since | None, catchups: CatchUps, *,
+                 outbox_bytes: int, heartbeat: float, retry_ms: int,
+                 expires_at: float | None = None) -> None:  # fmt: skip
+        self.status_code = 200
+        self.background = None
+        self.view = view
+        # Bytes, heartbeats and send failures of a stream over several topics
+        # are counted under its first topic: one write carries all of them.
+        self.stats = view.channels[0].stats
+        self.start = start
+        self.catchups = catchups
+        self.outbox_bytes = outbox_bytes
+        self.heartbeat = heartbeat
+        self.expires_at = expires_at  # epoch seconds: the client's token ends then
+        self.preamble = sse.format_retry(retry_ms) + sse.format_comment("kafka-sse-bridge")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        subscriber = Subscriber(self.outbox_bytes)
+        view, start = self.view, self.start
+        every_stats = [channel.stats for channel in view.channels]
+        catchup = None
+        resume: Resume | None = None
+        if start is None:
+            view.subscribe(subscriber, None)
+        elif not isinstance(start, Since) and view.replayable(start):
+            resume = Resume.RING
+            view.subscribe(subscriber, start)
+        else:
+            resume = Resume.SINCE if isinstance(start, Since) else Resume.KAFKA
+            catchup = asyncio.create_task(self.catchups.resume(view, subscriber, start))
+        for stats in every_stats:
+            stats.streams_opened += 1
+            if resume is not None:
+                stats.resumes[resume] += 1
+        writer = listener = expiry = None
+        if self.expires_at is not None:
+            expiry = asyncio.get_running_loop().call_later(
+                self.expires_at - time.time(), subscriber.close, CloseReason.TOKEN_EXPIRED
+            )
+        try:
+            await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
+            await self._send(send, {"type": "http.response.body", "body": self.preamble, "more_body": True})
+            writer = asyncio.create_task(self._write(send, subscriber))
+            listener = asyncio.create_task(_wait_for_disconnect(receive))
+            await asyncio.wait((writer, listener, subscriber.closed), return_when=asyncio.FIRST_COMPLETED)
+            if listener.done():
+                subscriber.close(CloseReason.CLIENT_LEFT)
+            elif writer.done() and not subscriber.closed.done():
+                writer.result()  # the writer ends by itself only by failing: let that surface
+        finally:
+            # ERROR only if nothing closed it yet (a failure, a cancellation): no catch-up may join it to live
+            reason = subscriber.close(CloseReason.ERROR)
+            if expiry is not None:
+                expiry.cancel()
+            view.unsubscribe(subscriber)
+            for task in (writer, listener, catchup):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            for stats in every_stats:
+                stats.streams_closed[reason] += 1
+        if reason is CloseReason.SLOW:
+            raise SlowClientDisconnect
+        if reason is CloseReason.TOKEN_EXPIRED:
+            await self._send(send, {"type": "http.response.body", "body": TOKEN_EXPIRED, "more_body": False})
+        elif reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
+            await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _write(self, send: Send, subscriber: Subscriber) -> None:
+        stats = self.stats
+        while (data := await subscriber.take(self.heartbeat)) is not None:
+            body = data or self._heartbeat(subscriber)
+            await self._send(send, {"type": "http.response.body", "body": body, "more_body": True})
+            if data:
+                stats.delivered_bytes += len(data)
+            else:
+                stats.heartbeats += 1
+
+    @staticmethod
+    def _heartbeat(subscriber: Subscriber) -> bytes:
+        if subscriber.live_id is None:
+            return HEARTBEAT
+        # Taken with nothing queued: exactly what the client has been handed, skipped records included.
+        return HEARTBEAT + sse.format_id(subscriber.live_id())
+
+    async def _send(self, send: Send, message: Message) -> None:
+        try:
+            await send(message)
+        except BaseException:
+            # An OSError, or the writer cancelled mid-send: the hub cut a slow client stuck on a full TCP window.
+            self.stats.send_failures += 1
+            raise
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

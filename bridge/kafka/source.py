@@ -1,0 +1,253 @@
+"""Reading Kafka: one consumer per process, manual assignment, no consumer group.
+
+The bridge's position in each partition lives in the hub's channels (the next
+offset after the last record published), not in Kafka: there is nothing to
+commit, and every (re)assignment seeks each known partition back to exactly
+that offset. At start every served topic begins at its live end; partitions
+and topics that appear later begin at their first offset, since every record
+in them is new.
+
+A watchdog (watchdog.py) asks the broker for the log end offsets over a
+client of its own; when records wait past positions that do not move for
+``--stall-seconds``, the consumer is replaced by a new one, seeked to the
+channels' positions: nothing is lost, nothing delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from bridge.config import Settings
+from bridge.fanout.hub import Hub
+from bridge.kafka.watchdog import StallDetector
+
+logger = logging.getLogger("bridge.source")  # the name operators' log filters know
+
+# The broker answers a fetch once it has FETCH_MIN_BYTES, or after
+# FETCH_MAX_WAIT_MS with what it has. Answering at the first byte (Kafka's
+# default) hands the hub hundreds of tiny batches a second at a few thousand
+# records/s, and every batch costs one write per subscriber: waiting up to
+# 20 ms cuts that to about 50 batches a second for at most 20 ms of latency
+# (aiokafka's default wait, 500 ms, would be the floor of a quiet topic's latency).
+FETCH_MAX_WAIT_MS = 20
+FETCH_MIN_BYTES = 64 * 1024
+POLL_TIMEOUT_MS = 200
+# Records published between two awaits: a reader far behind (a new partition
+# read from its start) would otherwise encode a whole fetch, hundreds of
+# thousands of records, while every connection waits.
+BATCH_RECORDS = 10_000
+RETRY_SECONDS = 1.0
+# A broker that refuses the bridge (a wrong password) is retried ever more slowly, up to this.
+MAX_RETRY_SECONDS = 15.0
+# Metadata answers are quick; a broker that takes longer is reported unreachable.
+METADATA_TIMEOUT_MS = 5000
+# Looks at the end offsets per stall bound: a stall is found within 1.25 bounds.
+LOOKS_PER_STALL_BOUND = 4
+
+
+class KafkaSource:
+    """Two tasks: the reader (getmany → hub) and the watcher (metadata every
+    ``metadata_interval``: new topics and partitions, Kafka reachability).
+    They share the consumer; every change of assignment is made without an
+    await in between, so the reader never sees a partition without its
+    channel or its exact position."""
+
+    def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any]) -> None:
+        self._settings = settings
+        self._kafka = kafka  # kafkaclient.client_options: brokers, SASL, TLS
+        self._hub = hub
+        self._tasks: list[asyncio.Task[None]] = []
+        self.assigned = False  # the first discovery is done: served topics are known
+        self.reachable = False  # the last metadata request was answered
+        self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
+        self.consumer_restarts = 0  # stalled consumers the watchdog replaced
+
+    @property
+    def ready(self) -> bool:
+        return self.assigned and self.reachable and self.failed is None
+
+    def end_offset(self, topic: str, partition: int) -> int | None:
+        """The partition's log end offset as of the consumer's last fetch
+        (no request); None until the partition has been fetched."""
+        end: int | None = self._consumer.highwater(TopicPartition(topic, partition))
+        return end
+
+    def start(self) -> None:
+        """Begin in background tasks; aiokafka's clients must be made on the running loop."""
+        self._consumer = self._new_consumer()
+        # The watchdog's own client: a stalled consumer's connection cannot be trusted to tell.
+        self._probe = AIOKafkaConsumer(**self._kafka, group_id=None, enable_auto_commit=False,
+                                       request_timeout_ms=METADATA_TIMEOUT_MS)  # fmt: skip
+        self._admin = AIOKafkaAdminClient(**self._kafka, request_timeout_ms=METADATA_TIMEOUT_MS)
+        self._assigning = asyncio.Lock()  # the watcher's assignments and the watchdog's replacements take turns
+        self._start_task(self._run(), "kafka-source")
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            **self._kafka, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, fetch_min_bytes=FETCH_MIN_BYTES,
+        )  # fmt: skip
+
+    def _start_task(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._on_task_done)
+        self._tasks.append(task)
+        return task
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.failed = task.exception()
+            logger.error("%s stopped", task.get_name(), exc_info=self.failed)
+
+    async def stop(self) -> None:
+        for task in tuple(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._consumer.stop()
+        await self._probe.stop()
+        await self._admin.close()
+
+    async def _run(self) -> None:
+        await self._connect()
+        self._start_task(self._watch(), "kafka-metadata")
+        self._start_task(self._guard(), "kafka-watchdog")
+        self._reader = self._start_task(self._read(), "kafka-reader")
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_RECORDS)
+            # From here to the next getmany no await: a replacement cancels the reader only between batches.
+            by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+            for partition, records in batch.items():
+                by_topic[partition.topic].extend(records)
+            for topic, records in by_topic.items():
+                channel = self._hub.channels[topic]
+                channel.stats.records_consumed += len(records)
+                channel.publish(records)
+
+    async def _start_client(self, start: Callable[[], Awaitable[object]]) -> None:
+        """Start an aiokafka client, retrying while Kafka cannot be reached."""
+        protocol, login = self._settings.kafka_security_protocol, ""
+        if protocol.startswith("SASL_"):
+            login = f" as {self._settings.kafka_sasl_username!r} ({self._settings.kafka_sasl_mechanism})"
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                await start()
+                return
+            except KafkaError as error:
+                # aiokafka logs the cause just before (refused connection, TLS, SASL authentication)
+                logger.warning("Kafka at %s not reachable yet over %s%s, next try in %.0f s: %s",
+                               self._kafka["bootstrap_servers"], protocol, login, delay, error)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, MAX_RETRY_SECONDS)
+
+    async def _connect(self) -> None:
+        """Start the clients and make the first assignment (the bridge may start before the broker)."""
+        for start in (self._admin.start, self._consumer.start, self._probe.start):
+            await self._start_client(start)
+        while not self.assigned:
+            await self._refresh()
+            if not self.assigned:
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _guard(self) -> None:
+        detector = StallDetector(self._settings.stall_seconds)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._settings.stall_seconds / LOOKS_PER_STALL_BOUND)
+            assigned = list(self._consumer.assignment())
+            try:
+                ends = await self._probe.end_offsets(assigned)
+            except KafkaError:
+                detector.reset()  # Kafka unreachable is not a stall; the reader's own retries deal with it
+                continue
+            positions = {tp: await self._consumer.position(tp) for tp in assigned}
+            if detector.stalled(positions, ends, loop.time()):
+                behind = sum(ends[tp] - positions[tp] for tp in assigned)
+                logger.warning("Kafka consumer stalled: %d record(s) waiting, no progress for %.0f s; replacing it",
+                               behind, self._settings.stall_seconds)  # fmt: skip
+                await self._replace_consumer()
+                detector.reset()
+
+    async def _replace_consumer(self) -> None:
+        async with self._assigning:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            stalled, self._consumer = self._consumer, self._new_consumer()
+            await stalled.stop()
+            await self._start_client(self._consumer.start)
+            partitions = {TopicPartition(topic, partition): offset for topic, channel in self._hub.channels.items()
+                          for partition, offset in enumerate(channel.position)}  # fmt: skip
+            self._consumer.assign(list(partitions))
+            for tp, offset in partitions.items():
+                self._consumer.seek(tp, offset)
+            self.consumer_restarts += 1
+            self._reader = self._start_task(self._read(), "kafka-reader")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.metadata_interval)
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        try:
+            topics = await self._admin.describe_topics()
+            counts = {
+                topic["topic"]: len(topic["partitions"])
+                for topic in topics
+                if topic["error_code"] == 0 and self._settings.serves(topic["topic"])
+            }
+            async with self._assigning:
+                await self._assign(counts)
+        except KafkaError as error:
+            if self.reachable:
+                logger.warning("Kafka metadata request failed: %s", error)
+            self.reachable = False
+            return
+        if not self.reachable:
+            logger.info("Kafka reachable; serving %d topic(s)", len(self._hub.channels))
+        self.reachable = True
+        self.assigned = True
+
+    async def _assign(self, partition_counts: dict[str, int]) -> None:
+        """Assign every partition of every served topic, keeping the exact
+        position of those already read, starting new ones where they belong."""
+        fresh: list[TopicPartition] = []
+        for topic, count in partition_counts.items():
+            channel = self._hub.channels.get(topic)
+            known = len(channel.position) if channel else 0
+            fresh.extend(TopicPartition(topic, partition) for partition in range(known, count))
+        if not fresh:
+            return
+        consumer = self._consumer
+        # At start, the live end; later, new partitions and topics hold only new records.
+        starts = await (consumer.beginning_offsets(fresh) if self.assigned else consumer.end_offsets(fresh))
+        # From here on no await: the reader must see partitions, positions and channels change together.
+        consumer.assign([*consumer.assignment(), *fresh])
+        for topic, channel in self._hub.channels.items():
+            for partition, offset in enumerate(channel.position):
+                consumer.seek(TopicPartition(topic, partition), offset)
+        added: dict[str, list[int]] = defaultdict(list)
+        for tp in fresh:
+            consumer.seek(tp, starts[tp])
+            added[tp.topic].append(starts[tp])
+        for topic, offsets in added.items():
+            channel = self._hub.channels.get(topic)
+            if channel is None:
+                self._hub.open_channel(topic, offsets)
+            else:
+                channel.add_partitions(offsets)
+            logger.info("serving %s: %d new partition(s) from offsets %s", topic, len(offsets), offsets)

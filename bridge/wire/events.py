@@ -1,0 +1,104 @@
+"""How a Kafka record, and each in-band notice, becomes an SSE event.
+
+Record to event (documented in the README, "What a browser receives"):
+
+- data is the record's value, unchanged, when it is UTF-8 text (empty included);
+- the event type is ``message`` unless the record carries the configured type
+  header with a usable name (UTF-8, 1-64 characters, no CR/LF/NUL, not one of
+  the bridge's own event types);
+- a null value (a tombstone) is an event of type ``tombstone`` with empty data;
+- a value that is not UTF-8 is an event of type ``binary`` whose data is the
+  value in standard base64, since an SSE stream is UTF-8 text;
+- keys and headers are not part of the default event.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Protocol
+
+import orjson
+
+from bridge.wire import sse
+
+TOMBSTONE = "tombstone"
+BINARY = "binary"
+GAP = "gap"
+RESET = "reset"
+REAUTH = "reauth"
+RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, REAUTH, "message"})
+MAX_TYPE_LENGTH = 64
+
+
+class KafkaRecord(Protocol):
+    """The part of aiokafka's ConsumerRecord the bridge reads."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def timestamp(self) -> int: ...  # epoch milliseconds
+
+
+def event_type_from_headers(headers: Sequence[tuple[str, bytes]], type_header: str | None) -> str | None:
+    if type_header is None:
+        return None
+    for name, raw in headers:
+        if name != type_header:
+            continue
+        try:
+            candidate = raw.decode()
+        except UnicodeDecodeError:
+            return None
+        usable = 0 < len(candidate) <= MAX_TYPE_LENGTH and candidate not in RESERVED_TYPES
+        if usable and not any(char in candidate for char in "\r\n\x00"):
+            return candidate
+        return None
+    return None
+
+
+def record_event(record: KafkaRecord, *, id: str, type_header: str | None) -> bytes:
+    value = record.value
+    if value is None:
+        return sse.format_event(data=b"", event=TOMBSTONE, id=id)
+    if not value.isascii():  # ASCII is UTF-8; only other values need the full check
+        try:
+            value.decode()
+        except UnicodeDecodeError:
+            return sse.format_event(data=base64.b64encode(value), event=BINARY, id=id)
+    event = event_type_from_headers(record.headers, type_header) if record.headers else None
+    return sse.format_event(data=value, event=event, id=id)
+
+
+def gap_event(topic: str, lost: Sequence[tuple[int, int, int]]) -> bytes:
+    """``event: gap``: records from ``requested`` up to ``first_available`` of each
+    listed partition will not be delivered. No id: the client's last id stays
+    the one it had, the stream goes on from ``first_available``."""
+    partitions = [
+        {"partition": partition, "requested": requested, "first_available": first_available}
+        for partition, requested, first_available in lost
+    ]
+    return sse.format_event(data=orjson.dumps({"topic": topic, "partitions": partitions}), event=GAP)
+
+
+def reset_event(topic: str, ahead: Sequence[tuple[int, int, int]]) -> bytes:
+    """``event: reset``: the id asked for offsets past the end of these
+    partitions (a forged id, or the topic was deleted and created again);
+    they go on from ``end``, the live position."""
+    partitions = [{"partition": partition, "requested": requested, "end": end} for partition, requested, end in ahead]
+    return sse.format_event(data=orjson.dumps({"topic": topic, "partitions": partitions}), event=RESET)
+
+
+def reauth_event(reason: str) -> bytes:
+    """``event: reauth``, data ``{"reason": "token_expired"}``: the stream
+    ends next; reconnect with a fresh token and the last event id. No id, so
+    the client's last id stays the last record's."""
+    return sse.format_event(data=orjson.dumps({"reason": reason}), event=REAUTH)
