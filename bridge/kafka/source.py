@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
+from bridge.kafka.decoding import SchemaTopics
 from bridge.kafka.watchdog import StallDetector
 
 logger = logging.getLogger("bridge.source")  # the name operators' log filters know
@@ -61,8 +62,9 @@ class KafkaSource:
     await in between, so the reader never sees a partition without its
     channel or its exact position."""
 
-    def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any], schemas: SchemaTopics) -> None:
         self._settings = settings
+        self._schemas = schemas
         self._kafka = kafka  # kafkaclient.client_options: brokers, SASL, TLS
         self._hub = hub
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,7 +136,15 @@ class KafkaSource:
             for topic, records in by_topic.items():
                 channel = self._hub.channels[topic]
                 channel.stats.records_consumed += len(records)
-                channel.publish(records)
+                self._schemas.publish(channel, records)
+            self._pause_waiting()
+
+    def _pause_waiting(self) -> None:
+        """Read no further in topics whose records wait for the registry; read the others again."""
+        consumer, waiting = self._consumer, self._schemas.waiting
+        paused = {tp for tp in consumer.assignment() if tp.topic in waiting}
+        consumer.pause(*paused)
+        consumer.resume(*(consumer.paused() - paused))
 
     async def _start_client(self, start: Callable[[], Awaitable[object]]) -> None:
         """Start an aiokafka client, retrying while Kafka cannot be reached."""
@@ -167,7 +177,8 @@ class KafkaSource:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._settings.stall_seconds / LOOKS_PER_STALL_BOUND)
-            assigned = list(self._consumer.assignment())
+            # a paused partition (its topic waits for the registry) does not move, and is not stalled
+            assigned = list(self._consumer.assignment() - self._consumer.paused())
             try:
                 ends = await self._probe.end_offsets(assigned)
             except KafkaError:
