@@ -23,7 +23,7 @@ from bridge.wire import registryformat
 from bridge.wire.avrojson import AvroSchema
 from bridge.wire.decoded import DecodedRecord, Reason, SchemaRef, Undecodable
 from bridge.wire.events import KafkaRecord
-from bridge.wire.protojson import ProtobufSchema, SchemaError, compile_proto
+from bridge.wire.protojson import ProtobufSchema, SchemaError, descriptor_set
 from bridge.wire.registryformat import PayloadError
 
 
@@ -58,7 +58,7 @@ def compile_schema(kind: str, text: str, references: Sequence[tuple[str, str]]) 
         except (ValueError, TypeError, KeyError) as error:  # fastavro's SchemaParseError is a ValueError
             raise SchemaError(f"not a usable Avro schema: {error}") from None
     if kind == "PROTOBUF":
-        return ProtobufSchema(compile_proto(text, dict(references)))
+        return ProtobufSchema(*descriptor_set(text, dict(references)))
     if kind == "JSON":
         return JsonSchema()
     raise SchemaError(f"schema type {kind[:32]!r} is not supported")
