@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from bridge.kafka.local import LocalKafka
+from bridge.kafka.localregistry import LocalRegistry
 from tests.support.bridgeproc import BridgeProcess
 from tests.support.cluster import Cluster, unique_topic
 
@@ -14,6 +15,15 @@ from tests.support.cluster import Cluster, unique_topic
 def kafka() -> Iterator[LocalKafka]:
     with LocalKafka().running() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[LocalRegistry]:
+    """Apicurio Registry, started the first time a test asks for it (about 10-40 s)."""
+    registry = LocalRegistry()
+    registry.start()
+    yield registry
+    registry.remove()
 
 
 @pytest.fixture
