@@ -31,7 +31,8 @@ def generated_protos() -> ModuleType:
     if "bridgetest_shop_pb2" not in sys.modules:
         out = tempfile.mkdtemp(prefix="bridge-test-protos-")
         files = sorted(path.name for path in PROTOS.glob("*.proto"))
-        assert protoc.main(["protoc", f"-I{PROTOS}", f"--python_out={out}", *files]) == 0
+        well_known = Path(protoc.__file__).parent / "_proto"
+        assert protoc.main(["protoc", f"-I{PROTOS}", f"-I{well_known}", f"--python_out={out}", *files]) == 0
         sys.path.insert(0, out)
     return importlib.import_module("bridgetest_shop_pb2")
 

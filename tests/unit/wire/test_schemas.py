@@ -18,7 +18,7 @@ from bridge.wire.events import record_event
 from bridge.wire.filters import parse_filter
 from bridge.wire.formats import ParsedRecord, envelope_event
 from bridge.wire.protojson import SchemaError
-from bridge.wire.schemas import Schema, compile_schema, decode_record, schema_ids
+from bridge.wire.schemas import Lookup, Schema, compile_schema, decode_record, schema_ids
 from tests.support.records import Record
 from tests.support.sseparse import Parser
 
@@ -32,7 +32,7 @@ def avro(value: object, schema_id: int = 7) -> bytes:
     return b"\x00" + schema_id.to_bytes(4, "big") + out.getvalue()
 
 
-def lookup(schemas: dict[int, Schema]) -> object:
+def lookup(schemas: dict[int, Schema]) -> Lookup:
     return lambda schema_id: schemas.get(schema_id) or Undecodable(Reason.UNKNOWN_SCHEMA, schema_id, "no such id")
 
 
@@ -62,7 +62,7 @@ def test_cut_message_indexes_are_a_payload_error() -> None:
 def test_an_avro_value_becomes_a_decoded_record_of_json() -> None:
     schema = compile_schema("AVRO", POINT, [])
     record = Record(0, 3, avro({"x": 2**63 - 1, "tag": None}), key=b"k")
-    decoded = decode_record(record, lookup({7: schema}))  # type: ignore[arg-type]
+    decoded = decode_record(record, lookup({7: schema}))
     assert decoded.value == b'{"x":9223372036854775807,"tag":null}'
     assert (decoded.value_schema, decoded.key, decoded.undecodable) == ((7, "AVRO"), b"k", None)
     assert schema_ids([record]) == {7}
@@ -71,7 +71,7 @@ def test_an_avro_value_becomes_a_decoded_record_of_json() -> None:
 def test_trailing_bytes_after_an_avro_record_are_a_bad_payload() -> None:
     decoded = decode_record(
         Record(0, 3, avro({"x": 1, "tag": "a"}) + b"\x00"), lookup({7: compile_schema("AVRO", POINT, [])})
-    )  # type: ignore[arg-type]
+    )
     assert decoded.undecodable is not None
     assert decoded.undecodable.reason is Reason.BAD_PAYLOAD
 
@@ -102,7 +102,7 @@ def test_a_schema_that_does_not_compile_is_a_schema_error() -> None:
 
 def test_an_undecodable_record_is_its_own_event_with_the_value_in_base64() -> None:
     value = b"\x00\x00\x00\x00\x09junk"
-    decoded = decode_record(Record(1, 4, value), lookup({}))  # type: ignore[arg-type]
+    decoded = decode_record(Record(1, 4, value), lookup({}))
     (event,) = Parser().feed(record_event(decoded, id="5", type_header=None))
     assert event.type == "undecodable"
     assert orjson.loads(event.data) == {"reason": "unknown_schema", "schema_id": 9, "message": "no such id",
@@ -119,7 +119,7 @@ def test_an_undecodable_record_is_its_own_event_with_the_value_in_base64() -> No
 
 def test_filters_match_decoded_values_and_never_undecodable_ones() -> None:
     schema = compile_schema("AVRO", POINT, [])
-    good = decode_record(Record(0, 1, avro({"x": 5, "tag": "a"})), lookup({7: schema}))  # type: ignore[arg-type]
+    good = decode_record(Record(0, 1, avro({"x": 5, "tag": "a"})), lookup({7: schema}))
     # a value without the prefix that reads as JSON is still undecodable: no filter sees it
     plain = DecodedRecord(0, 2, 0, (), None, b'{"x": 5}', undecodable=Undecodable(Reason.NO_PREFIX, None, ""))
     where = parse_filter([("where", "x==5")])
@@ -130,7 +130,7 @@ def test_filters_match_decoded_values_and_never_undecodable_ones() -> None:
 def test_a_decoded_key_is_json_in_the_envelope_and_text_for_key_filters() -> None:
     key_schema = compile_schema("AVRO", '"string"', [])
     key = b"\x00\x00\x00\x00\x08" + b"\x0eorder-7"  # Avro string: zigzag length 7, then the bytes
-    decoded = decode_record(Record(0, 1, None, key=key), lookup({8: key_schema}))  # type: ignore[arg-type]
+    decoded = decode_record(Record(0, 1, None, key=key), lookup({8: key_schema}))
     assert decoded.key == b"order-7"
     assert parse_filter([("key", "order-7")]).matches(ParsedRecord(decoded))
     (event,) = Parser().feed(envelope_event("t", ParsedRecord(decoded), id="1", type_header=None))
