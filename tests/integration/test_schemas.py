@@ -225,13 +225,10 @@ async def test_filters_ring_replay_and_kafka_catch_up_see_the_decoded_values(
 
 
 async def test_a_registry_that_stops_stalls_no_other_topic_and_its_schema_topic_goes_on(
-    start_bridge: StartBridge, cluster: Cluster, topic: str, tmp_path: Any, request: pytest.FixtureRequest
+    start_bridge: StartBridge, schema_registry: LocalRegistry, serializers: Serializers, cluster: Cluster, topic: str
 ) -> None:
-    registry = LocalRegistry(tmp_path / "registry")  # a registry of this test's own, to stop and start
-    registry.start()
+    registry, own = schema_registry, serializers  # stopped and started again: it keeps its schemas (a file)
     try:
-        own = Serializers(registry.url)
-        request.addfinalizer(own.close)
         plain_topic = await cluster.create_topic(f"{topic}-json", partitions=1)
         bridge = await schema_bridge(start_bridge, registry, topic)
         await bridge.wait_for_topic(plain_topic, 1)
@@ -261,4 +258,5 @@ async def test_a_registry_that_stops_stalls_no_other_topic_and_its_schema_topic_
         assert metrics.value("schema_fetch_errors_total", reason="registry_unavailable") == 1
         assert metrics.value("schemas_cached") == 2
     finally:
-        registry.remove()
+        if registry.process is None:
+            registry.start()  # for the tests after this one
