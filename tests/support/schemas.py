@@ -42,18 +42,30 @@ class Serializers:
 
     def __init__(self, url: str) -> None:
         self.client = SchemaRegistryClient({"url": url})
+        self._made: dict[tuple[object, ...], Any] = {}  # a serializer asks the registry on its first use only
 
     def close(self) -> None:
         self.client.close()
 
+    def _serializer(self, kind: type[Any], schema: object, topic: str, field: MessageField) -> Any:
+        key = (kind, schema, topic, field)
+        if key not in self._made:
+            if kind is ProtobufSerializer:
+                self._made[key] = ProtobufSerializer(schema, self.client, {"use.deprecated.format": False})
+            elif kind is AvroSerializer:
+                self._made[key] = AvroSerializer(self.client, schema)
+            else:
+                self._made[key] = JSONSerializer(schema, self.client)
+        return self._made[key]
+
     def avro(self, schema: str, topic: str, value: object, field: MessageField = MessageField.VALUE) -> bytes:
-        serializer = AvroSerializer(self.client, schema)
+        serializer = self._serializer(AvroSerializer, schema, topic, field)
         return bytes(serializer(value, SerializationContext(topic, field)))
 
     def protobuf(self, message: Any, topic: str) -> bytes:
-        serializer = ProtobufSerializer(type(message), self.client, {"use.deprecated.format": False})
+        serializer = self._serializer(ProtobufSerializer, type(message), topic, MessageField.VALUE)
         return bytes(serializer(message, SerializationContext(topic, MessageField.VALUE)))
 
     def json(self, schema: str, topic: str, value: object) -> bytes:
-        serializer = JSONSerializer(schema, self.client)
+        serializer = self._serializer(JSONSerializer, schema, topic, MessageField.VALUE)
         return bytes(serializer(value, SerializationContext(topic, MessageField.VALUE)))
