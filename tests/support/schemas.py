@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
@@ -50,12 +50,16 @@ class Serializers:
     def _serializer(self, kind: type[Any], schema: object, topic: str, field: MessageField) -> Any:
         key = (kind, schema, topic, field)
         if key not in self._made:
+            # Subjects named {topic}-{key|value}, as Confluent's serializers have always done: the newer
+            # default asks the registry's "associations" API first, which Apicurio 3.3.3 answers badly
+            # (seen here: a 404, then connections closed or left without an answer, hanging the client).
+            conf = {"subject.name.strategy": topic_subject_name_strategy}
             if kind is ProtobufSerializer:
-                self._made[key] = ProtobufSerializer(schema, self.client, {"use.deprecated.format": False})
+                self._made[key] = ProtobufSerializer(schema, self.client, {**conf, "use.deprecated.format": False})
             elif kind is AvroSerializer:
-                self._made[key] = AvroSerializer(self.client, schema)
+                self._made[key] = AvroSerializer(self.client, schema, conf=conf)
             else:
-                self._made[key] = JSONSerializer(schema, self.client)
+                self._made[key] = JSONSerializer(schema, self.client, conf=conf)
         return self._made[key]
 
     def avro(self, schema: str, topic: str, value: object, field: MessageField = MessageField.VALUE) -> bytes:
