@@ -106,6 +106,9 @@ class LocalRegistry:
             self.process = subprocess.Popen(
                 [str(java), "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dquarkus.http.host=127.0.0.1",
                  f"-Dquarkus.http.port={self.port}",
+                 # Quarkus' management interface (health, metrics) would listen on 0.0.0.0:9000: off loopback,
+                 # and one registry per machine (whether it is on is fixed when Apicurio is built)
+                 "-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={free_port()}",
                  # schemas in a file of the work directory, so that a restart keeps them (the default is memory)
                  f"-Dapicurio.datasource.url=jdbc:h2:file:{self.workdir / 'schemas'}",
                  "-jar", str(folder / "quarkus-run.jar")],

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from confluent_kafka.schema_registry import Schema, SchemaReference
 from confluent_kafka.serialization import MessageField
 
 from bridge.kafka.localregistry import LocalRegistry
@@ -260,3 +261,25 @@ async def test_a_registry_that_stops_stalls_no_other_topic_and_its_schema_topic_
     finally:
         if registry.process is None:
             registry.start()  # for the tests after this one
+
+
+async def test_an_avro_schema_that_references_another_subject_is_resolved(
+    start_bridge: StartBridge, schema_registry: LocalRegistry, serializers: Serializers, cluster: Cluster, topic: str
+) -> None:
+    money = (
+        '{"type": "record", "name": "Money", "namespace": "bridgetest", "fields": [{"name": "cents", "type": "long"}]}'
+    )
+    subject = f"{topic}-money"
+    serializers.client.register_schema(subject, Schema(money, "AVRO"))
+    order = Schema(
+        '{"type": "record", "name": "Priced", "namespace": "bridgetest",'
+        ' "fields": [{"name": "price", "type": "bridgetest.Money"}, {"name": "was", "type": ["null", "Money"]}]}',
+        "AVRO",
+        references=[SchemaReference("bridgetest.Money", subject, 1)],
+    )
+    value = serializers.avro(order, topic, {"price": {"cents": 250}, "was": {"cents": 300}})
+    bridge = await schema_bridge(start_bridge, schema_registry, topic)
+    async with open_stream(bridge.url, topic, last_event_id="0.0.0") as stream:
+        await cluster.produce(topic, [value], partition_of=[2])
+        event = await stream.next_event()
+    assert (event.type, orjson.loads(event.data)) == ("message", {"price": {"cents": 250}, "was": {"cents": 300}})

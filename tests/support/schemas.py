@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from confluent_kafka.schema_registry import SchemaRegistryClient, topic_subject_name_strategy
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
@@ -62,7 +62,7 @@ class Serializers:
                 self._made[key] = JSONSerializer(schema, self.client, conf=conf)
         return self._made[key]
 
-    def avro(self, schema: str, topic: str, value: object, field: MessageField = MessageField.VALUE) -> bytes:
+    def avro(self, schema: str | Schema, topic: str, value: object, field: MessageField = MessageField.VALUE) -> bytes:
         serializer = self._serializer(AvroSerializer, schema, topic, field)
         return bytes(serializer(value, SerializationContext(topic, field)))
 
