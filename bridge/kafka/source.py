@@ -108,11 +108,7 @@ class KafkaSource:
     def start(self) -> None:
         """Begin in background tasks; aiokafka's clients must be made on the running loop."""
         self._consumer = self._new_consumer()
-        # The watchdog's own client: a stalled consumer's connection cannot be trusted to tell.
-        # At the same isolation level: its end offsets are where the reader can get to.
-        self._probe = AIOKafkaConsumer(**self._kafka, group_id=None, enable_auto_commit=False,
-                                       isolation_level=self._settings.isolation_level,
-                                       request_timeout_ms=METADATA_TIMEOUT_MS)  # fmt: skip
+        self._probe = self._new_probe()
         self._client = AIOKafkaClient(**self._kafka, request_timeout_ms=METADATA_TIMEOUT_MS)
         self._assigning = asyncio.Lock()  # the watcher's assignments and the watchdog's replacements take turns
         self._start_task(self._run(), "kafka-source")
@@ -123,6 +119,13 @@ class KafkaSource:
             # "none": a fetch out of range raises (_out_of_range), never moves a position silently
             auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, fetch_min_bytes=FETCH_MIN_BYTES,
         )  # fmt: skip
+
+    def _new_probe(self) -> AIOKafkaConsumer:
+        """The watchdog's own client: a stalled consumer's connection cannot be trusted to tell.
+        At the same isolation level: its end offsets are where the reader can get to."""
+        return AIOKafkaConsumer(**self._kafka, group_id=None, enable_auto_commit=False,
+                                isolation_level=self._settings.isolation_level,
+                                request_timeout_ms=METADATA_TIMEOUT_MS)  # fmt: skip
 
     def _start_task(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
@@ -228,6 +231,7 @@ class KafkaSource:
                 ends = await self._probe.end_offsets(assigned)
             except KafkaError:
                 detector.reset()  # Kafka unreachable is not a stall; the reader's own retries deal with it
+                await self._renew_probe()
                 continue
             positions = {tp: await self._consumer.position(tp) for tp in assigned}
             if detector.stalled(positions, ends, loop.time()):
@@ -236,6 +240,14 @@ class KafkaSource:
                                behind, self._settings.stall_seconds)  # fmt: skip
                 await self._replace_consumer()
                 detector.reset()
+
+    async def _renew_probe(self) -> None:
+        """A new probe for the next look. aiokafka gives up on the answer at the
+        same moment the connection would time out, and when giving up comes
+        first the connection stays open: a silenced one would fail every look."""
+        stale, self._probe = self._probe, self._new_probe()
+        await stale.stop()
+        await self._start_client(self._probe.start)
 
     async def _replace_consumer(self) -> None:
         async with self._assigning:
