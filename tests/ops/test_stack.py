@@ -182,7 +182,11 @@ def test_the_image_is_small_unprivileged_and_builds_from_what_its_context_holds(
                for path in (ROOT / name).rglob("*") if path.is_file() and "__pycache__" not in path.parts]  # fmt: skip
     assert "bridge/static/index.html" in package
     copied = dockerfile.build_stage_copies()
-    for needed in ["pyproject.toml", pyproject["project"]["readme"], *package]:
+    # The dependencies are the lock's, hashes checked (scripts/lock); then the project alone, on top.
+    installs = [run for run in dockerfile.all("RUN", 0) if " install " in run]
+    assert installs == ["/opt/venv/bin/pip install --require-hashes -r requirements/service.txt",
+                        "/opt/venv/bin/pip install --no-deps ."], installs  # fmt: skip
+    for needed in ["pyproject.toml", pyproject["project"]["readme"], "requirements/service.txt", *package]:
         assert not ignored_by_dockerignore(needed, rules), f".dockerignore leaves {needed} out of the context"
         assert any(needed == source or needed.startswith(source.rstrip("/") + "/") for source in copied), needed
     for unwanted in [".git/HEAD", ".venv/bin/python", "tests/conftest.py", "bridge/__pycache__/app.cpython-311.pyc"]:
