@@ -47,6 +47,7 @@ from tests.ops.stackfiles import (
 from tests.support.bridgeproc import BridgeProcess, open_stream
 from tests.support.cluster import Cluster
 from tests.support.sseparse import Event
+from tests.support.tlscerts import make_certificates
 
 pytestmark = pytest.mark.kafka
 
@@ -438,6 +439,33 @@ def test_nginx_accepts_the_compose_configuration() -> None:
     script = [*cert["entrypoint"], *cert["command"]]
     assert host_path(cert, script[1]) == nginxproc.NGINX_DIR / nginxproc.CERTIFICATE_SCRIPT
     assert script[2:] == [tls_dir], script
+
+
+def make_certificate(folder: Path) -> str:
+    made = subprocess.run(["sh", str(nginxproc.NGINX_DIR / nginxproc.CERTIFICATE_SCRIPT), str(folder)],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return made.stdout
+
+
+def test_lb_cert_makes_a_self_signed_certificate_once_and_keeps_one_that_is_there(tmp_path: Path) -> None:
+    ours = tmp_path / "made"
+    assert "made" in make_certificate(ours)
+    names = subprocess.run(["openssl", "x509", "-in", str(ours / "tls.crt"), "-noout", "-ext", "subjectAltName"],
+                           capture_output=True, text=True, timeout=30, check=True).stdout  # fmt: skip
+    assert all(name in names for name in ("DNS:localhost", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1"))
+    assert oct((ours / "tls.key").stat().st_mode & 0o777) == oct(0o600)
+    first = (ours / "tls.crt").read_bytes()
+    assert "keeping" in make_certificate(ours)
+    assert (ours / "tls.crt").read_bytes() == first, "a restart replaced the certificate browsers accepted"
+    # an operator's pair (here one of the test CA's) is left alone
+    operators = tmp_path / "operators"
+    certificates = make_certificates(tmp_path / "ca")
+    operators.mkdir()
+    (operators / "tls.crt").write_bytes(certificates.broker_cert.read_bytes())
+    (operators / "tls.key").write_bytes(certificates.broker_key.read_bytes())
+    assert "keeping" in make_certificate(operators)
+    assert (operators / "tls.crt").read_bytes() == certificates.broker_cert.read_bytes()
 
 
 SMALL_OUTBOX = 64 * 1024  # so that a browser that stops reading is cut after a few MB, not hundreds
