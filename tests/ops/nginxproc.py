@@ -56,6 +56,14 @@ def upstream_port() -> int:
     return int(match["port"])
 
 
+def make_certificate(folder: Path) -> str:
+    """What the lb-cert service does: the script makes (or keeps) the pair in ``folder``; returns what it said."""
+    made = subprocess.run([tool("sh"), str(NGINX_DIR / CERTIFICATE_SCRIPT), str(folder)],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert made.returncode == 0, f"{CERTIFICATE_SCRIPT} fails:\n{made.stdout}{made.stderr}"
+    return made.stdout
+
+
 def render(prefix: Path, upstream_ports: Sequence[int], port: int, tls_port: int, *,
            ignore_accel_buffering: bool = False) -> Path:  # fmt: skip
     """config/nginx/ for loopback, in ``prefix``, its certificate in ``prefix/tls``; returns the main file."""
@@ -70,9 +78,7 @@ def render(prefix: Path, upstream_ports: Sequence[int], port: int, tls_port: int
     text = _replace_once(LISTEN_TLS, f"listen 127.0.0.1:{tls_port}\\g<parameters>;", text)
     text = _replace_once(CERTIFICATE, f"ssl_certificate {prefix}/tls/\\g<file>;", text)
     text = _replace_once(CERTIFICATE_KEY, f"ssl_certificate_key {prefix}/tls/\\g<file>;", text)
-    made = subprocess.run([tool("sh"), str(NGINX_DIR / CERTIFICATE_SCRIPT), str(prefix / "tls")],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
-    assert made.returncode == 0, f"{CERTIFICATE_SCRIPT} fails:\n{made.stdout}{made.stderr}"
+    make_certificate(prefix / "tls")
     local = [f"{name}_temp_path {prefix / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")]
     if ignore_accel_buffering:
         local.append("proxy_ignore_headers X-Accel-Buffering;")

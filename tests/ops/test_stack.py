@@ -440,25 +440,18 @@ def test_nginx_accepts_the_compose_configuration() -> None:
     assert script[2:] == [tls_dir], script
 
 
-def make_certificate(folder: Path) -> str:
-    made = subprocess.run(["sh", str(nginxproc.NGINX_DIR / nginxproc.CERTIFICATE_SCRIPT), str(folder)],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    return made.stdout
-
-
 def test_lb_cert_makes_a_self_signed_certificate_once_and_keeps_it(tmp_path: Path) -> None:
     ours = tmp_path / "made"
-    assert "made" in make_certificate(ours)
+    assert "made" in nginxproc.make_certificate(ours)
     names = subprocess.run(["openssl", "x509", "-in", str(ours / "tls.crt"), "-noout", "-ext", "subjectAltName"],
                            capture_output=True, text=True, timeout=30, check=True).stdout  # fmt: skip
     assert all(name in names for name in ("DNS:localhost", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1"))
     assert oct((ours / "tls.key").stat().st_mode & 0o777) == oct(0o600)
     first = (ours / "tls.crt").read_bytes()
-    assert "keeping" in make_certificate(ours)
+    assert "keeping" in nginxproc.make_certificate(ours)
     assert (ours / "tls.crt").read_bytes() == first, "a restart replaced the certificate browsers accepted"
     (ours / "tls.key").unlink()  # half a pair is no pair: made again
-    assert "made" in make_certificate(ours)
+    assert "made" in nginxproc.make_certificate(ours)
     assert (ours / "tls.crt").read_bytes() != first
 
 
