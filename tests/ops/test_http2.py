@@ -196,6 +196,8 @@ async def test_a_stream_the_bridge_ends_reaches_the_browser_over_http2_which_res
         first = serving_replica(replicas, topic)
         assert await asyncio.to_thread(first.stop, signal.SIGTERM) in CLEAN_EXITS, first.log()
         await wait_for(page, lambda found: found[0]["errors"] == [CONNECTING], 5, "the end, in the browser")
+        # and nginx is done with that HTTP/2 stream (it logs a request as it ends), the page still open
+        await until(lambda: len(lb.requests(f"/sse/{topic}")) == 1, 5, "nginx ends the stream")
         missed = numbered(len(before), 7)
         await cluster.produce(topic, missed, partition_of=[0] * len(missed))  # while the browser waits its retry
 
