@@ -89,6 +89,7 @@ def _dev(host: str, port: int) -> int:
             {
                 "bootstrap_servers": kafka.bootstrap_servers,
                 "topics": "demo.*",
+                "page_topics": list(demo.DEMO_TOPICS),
                 "host": host,
                 "port": port,
                 "metadata_interval": 1.0,

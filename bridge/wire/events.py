@@ -28,6 +28,8 @@ GAP = "gap"
 RESET = "reset"
 REAUTH = "reauth"
 RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, REAUTH, "message"})
+RECORD_TYPES = frozenset({"message", TOMBSTONE, BINARY})  # besides the names a type header gives
+CONTROL_TYPES = RESERVED_TYPES - RECORD_TYPES  # the bridge's in-band notices, never a record
 MAX_TYPE_LENGTH = 64
 
 
