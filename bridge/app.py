@@ -176,7 +176,7 @@ def create_app(settings: Settings) -> FastAPI:
         ``Last-Event-ID`` header (or ``lastEventId`` query parameter), or
         starting at ``since`` (ISO-8601 time, epoch milliseconds or
         ``earliest``); an event id wins over ``since``. Filters (``key``,
-        ``header.NAME``, ``where``) and ``format`` as in the README's "Subscribing"."""
+        ``header.NAME``, ``where``) and ``format`` as in docs/subscribing.md."""
         return event_stream(request, [topic], last_event_id or last_event_id_query, since, format)
 
     @app.get("/sse", response_class=EventStream, status_code=200, response_model=None, responses=STREAM_RESPONSES)

@@ -1,6 +1,6 @@
 """How a Kafka record, and each in-band notice, becomes an SSE event.
 
-Record to event (documented in the README, "What a browser receives"):
+Record to event (documented in docs/subscribing.md, "What a browser receives"):
 
 - data is the record's value, unchanged, when it is UTF-8 text (empty included);
 - the event type is ``message`` unless the record carries the configured type

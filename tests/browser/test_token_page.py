@@ -1,4 +1,4 @@
-"""The README's worked example in Chromium: the demo page opened with a token
+"""The worked example of docs/security.md in Chromium: the demo page opened with a token
 in its address streams the topic the token grants, keeps the token in a
 cookie rather than the address, and shows ``reauth`` when the token expires."""
 
