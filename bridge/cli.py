@@ -81,7 +81,7 @@ def _serve(arguments: dict[str, Any]) -> int:
 
 def _dev(host: str, port: int) -> int:
     server.configure_logging("info")
-    kafka = LocalKafka()
+    kafka = LocalKafka(quick_start=True)
     print(f"{PROG} dev: starting Kafka (the first run fetches its jars with Maven)…", flush=True)
     kafka.start()
     try:

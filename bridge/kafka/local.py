@@ -154,8 +154,8 @@ def _port_open(port: int) -> bool:
     return True
 
 
-# A tool that runs for a second: the quick JIT only, half the start-up CPU of the default.
-_SHORT_LIVED = ("-XX:TieredStopAtLevel=1",)
+# The quick (C1) JIT only: half the start-up CPU, for a tool that runs a second and the demo broker.
+_QUICK_JIT = ("-XX:TieredStopAtLevel=1",)
 
 
 def _cluster_id() -> str:
@@ -177,6 +177,7 @@ class LocalKafka:
         port: int | None = None,
         sasl_ssl: SaslSslListener | None = None,
         advertised_port: int | None = None,
+        quick_start: bool = False,
     ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-sse-bridge-kafka-"))
         self.port = port or free_port()
@@ -184,6 +185,9 @@ class LocalKafka:
         self.advertised_port = advertised_port or self.port
         self.controller_port = free_port()
         self.sasl_ssl = sasl_ssl
+        # The quick JIT only: ready in about two thirds of the time on 2 cores, and
+        # plenty for a demo's few records a second; the tests and benchmarks want the full JIT.
+        self.jvm_options = ("-Xmx768m", "-XX:+UseSerialGC", *(_QUICK_JIT if quick_start else ()))
         self.sasl_ssl_port = free_port() if sasl_ssl else None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -237,7 +241,7 @@ class LocalKafka:
         properties.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
         formatted = subprocess.run(
             self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties),
-                       *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else []), jvm_options=_SHORT_LIVED),
+                       *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else []), jvm_options=_QUICK_JIT),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if formatted.returncode != 0:
@@ -249,7 +253,7 @@ class LocalKafka:
         properties = self._configure(libs)
         with open(self.workdir / "stdout.log", "ab") as out:
             self.process = subprocess.Popen(
-                self._java(libs, "kafka.Kafka", str(properties), jvm_options=("-Xmx768m", "-XX:+UseSerialGC")),
+                self._java(libs, "kafka.Kafka", str(properties), jvm_options=self.jvm_options),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         asyncio.run(self._wait_ready(timeout))
