@@ -84,6 +84,7 @@ def _dev(host: str, port: int) -> int:
     kafka = LocalKafka(quick_start=True)
     print(f"{PROG} dev: starting Kafka (the first run fetches its jars with Maven)…", flush=True)
     kafka.start()
+    print(f"{PROG} dev: Kafka ready; creating the demo topics and starting the bridge…", flush=True)
     try:
         settings = load_settings(
             {
