@@ -29,6 +29,7 @@ from bridge.kafka.registry import SchemaRegistry
 from bridge.kafka.source import KafkaSource
 from bridge.metrics import FaultsCollector, create_registry, exposition
 from bridge.wire import cursor as cursors
+from bridge.wire.events import CONTROL_TYPES
 from bridge.wire.filters import FilterError, parse_filter
 from bridge.wire.formats import Format
 
@@ -137,15 +138,18 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(body, media_type=content_type)
 
     @app.get("/topics")
-    async def topics() -> dict[str, list[dict[str, object]]]:
-        """The served topics: partitions, the bridge's position in each and
-        each one's log end offset as of the bridge's last fetch."""
+    async def topics() -> dict[str, object]:
+        """The served topics: partitions, the bridge's position in each, each
+        one's log end offset as of the bridge's last fetch and the event types
+        its type header gave recent records; and what the page at / needs: the
+        topics it opens with (``--page-topics``) and the control event types."""
         served = [
             {"topic": name, "partitions": len(channel.position), "position": channel.position,
-             "end_offsets": [source.end_offset(name, p) or offset for p, offset in enumerate(channel.position)]}
+             "end_offsets": [source.end_offset(name, p) or offset for p, offset in enumerate(channel.position)],
+             "event_types": channel.named_event_types()}
             for name, channel in sorted(hub.channels.items())
         ]  # fmt: skip
-        return {"topics": served}
+        return {"topics": served, "page_topics": settings.page_topics, "control_events": sorted(CONTROL_TYPES)}
 
     def event_stream(request: Request, topics: Sequence[str], raw_id: str | None, since: str | None,
                      format: Format | None) -> EventStream | JSON:  # fmt: skip
@@ -161,18 +165,22 @@ def create_app(settings: Settings) -> FastAPI:
         except FilterError as error:
             return error_response(400, "bad_filter", str(error))
         start: Cursor | Since | None = None
+        tagged: tuple[Cursor, tuple[str, ...]] | None = None
         try:
             if raw_id:  # an empty id is what a browser that saw no event yet may send: no cursor
-                start = cursors.parse_streams(raw_id, len(subscription.topics))
+                tagged = cursors.parse_streams(raw_id, len(subscription.topics))
             elif since is not None:
                 start = parse_since(since)
         except cursors.CursorError as error:
             return error_response(400, "bad_event_id", str(error))
         except ValueError as error:
             return error_response(400, "bad_since", str(error))
-        return EventStream(hub.view(subscription), start, catchups, outbox_bytes=settings.outbox_bytes,
-                           heartbeat=settings.heartbeat, retry_ms=settings.retry_ms,
-                           expires_at=access.expires_at)  # fmt: skip
+        view = hub.view(subscription)
+        notices: list[bytes] = []
+        if tagged is not None:
+            start, notices = view.reconcile(*tagged)
+        return EventStream(view, start, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
+                           retry_ms=settings.retry_ms, expires_at=access.expires_at, notices=notices)  # fmt: skip
 
     # status_code: FastAPI would read the default from the response class's __init__, which EventStream lacks
     @app.get(
@@ -185,7 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
         ``Last-Event-ID`` header (or ``lastEventId`` query parameter), or
         starting at ``since`` (ISO-8601 time, epoch milliseconds or
         ``earliest``); an event id wins over ``since``. Filters (``key``,
-        ``header.NAME``, ``where``) and ``format`` as in the README's "Subscribing"."""
+        ``header.NAME``, ``where``) and ``format`` as in docs/subscribing.md."""
         return event_stream(request, [topic], last_event_id or last_event_id_query, since, format)
 
     @app.get("/sse", response_class=EventStream, status_code=200, response_model=None, responses=STREAM_RESPONSES)

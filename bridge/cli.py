@@ -87,14 +87,16 @@ def _serve(arguments: dict[str, Any]) -> int:
 
 def _dev(host: str, port: int, schema_registry: bool) -> int:
     server.configure_logging("info")
-    kafka = LocalKafka()
+    kafka = LocalKafka(quick_start=True)
     registry = LocalRegistry() if schema_registry else None
     print(f"{PROG} dev: starting Kafka (the first run fetches its jars with Maven)…", flush=True)
     kafka.start()
+    print(f"{PROG} dev: Kafka ready; creating the demo topics and starting the bridge…", flush=True)
     try:
         overrides: dict[str, Any] = {
             "bootstrap_servers": kafka.bootstrap_servers,
             "topics": "demo.*",
+            "page_topics": list(demo.DEMO_TOPICS),
             "host": host,
             "port": port,
             "metadata_interval": 1.0,
@@ -102,7 +104,8 @@ def _dev(host: str, port: int, schema_registry: bool) -> int:
         if registry is not None:
             print(f"{PROG} dev: starting Apicurio Registry (the first run fetches it with Maven)…", flush=True)
             registry.start()
-            overrides.update(schema_registry_url=registry.url, schema_topics=demo.AVRO_TOPIC)
+            overrides.update(schema_registry_url=registry.url, schema_topics=demo.AVRO_TOPIC,
+                             page_topics=[*demo.DEMO_TOPICS, demo.AVRO_TOPIC])  # fmt: skip
         uvloop.run(_run_dev(load_settings(overrides), kafka.bootstrap_servers, registry))
     finally:
         kafka.remove()

@@ -69,8 +69,18 @@ class Settings(BaseSettings):
     format: Literal["raw", "envelope"] = Field(
         default="raw", description="event data when a stream does not ask: raw (the value) or envelope (JSON)"
     )
+    page_topics: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="topics the page at / opens with when its address names none, TOPIC[,TOPIC]; "
+        "none: the first served topic",
+    )
     metadata_interval: float = Field(
         default=5.0, gt=0, le=3600, description="seconds between looks for new topics and partitions"
+    )
+    isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+        default="read_committed",
+        description="read_committed: only committed records (an open transaction holds back its partition); "
+        "read_uncommitted: every record, aborted ones too",
     )
     workers: int = Field(
         default=1, ge=1, le=64,
@@ -152,7 +162,7 @@ class Settings(BaseSettings):
     )
 
     _split_lists = field_validator(
-        "bootstrap_servers", "topics", "jwt_algorithms", "cors_origins", "schema_topics", mode="before"
+        "bootstrap_servers", "topics", "page_topics", "jwt_algorithms", "cors_origins", "schema_topics", mode="before"
     )(_comma_list)
 
     @field_validator("trusted_proxies", mode="before")

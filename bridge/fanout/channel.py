@@ -24,7 +24,7 @@ from bridge.fanout.batch import Batch
 from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.ring import Entry, RingBuffer
 from bridge.wire import cursor as cursors
-from bridge.wire.events import KafkaRecord, record_event
+from bridge.wire.events import KafkaRecord, event_type_from_headers, record_event
 
 
 class Resume(enum.Enum):
@@ -71,8 +71,10 @@ class Channel:
     """One served topic: its position, its ring, the views over it and its counters."""
 
     def __init__(self, topic: str, start: Sequence[int], *, ring_records: int, ring_bytes: int,
-                 type_header: str | None) -> None:  # fmt: skip
+                 type_header: str | None, tag: str = "") -> None:  # fmt: skip
         self.topic = topic
+        self.tag = tag  # of the topic's Kafka id, in every event id (cursor.py)
+        self.deleted = False  # the topic was deleted: its streams end with a deleted event
         self.position = list(start)
         self.ring = RingBuffer(start, max_records=ring_records, max_bytes=ring_bytes)
         self.type_header = type_header
@@ -85,12 +87,20 @@ class Channel:
         for view in tuple(self.views):
             view.attach_caught_up()
 
+    def named_event_types(self, recent: int = 1000) -> list[str]:
+        """The event types the type header gave the topic's last ``recent``
+        records: EventSource delivers only the types a page listens for, so the
+        page asks which (``GET /topics``)."""
+        named = {event_type_from_headers(entry.record.headers, self.type_header)
+                 for entry in self.ring.newest(recent) if entry.record.headers}  # fmt: skip
+        return sorted(name for name in named if name is not None)
+
     def publish(self, records: Sequence[KafkaRecord]) -> None:
         entries = []
         for record in records:
             self.position[record.partition] = record.offset + 1
             position = tuple(self.position)
-            frame = record_event(record, id=cursors.encode(position), type_header=self.type_header)
+            frame = record_event(record, id=cursors.encode(position, self.tag), type_header=self.type_header)
             entry = Entry(record.partition, record.offset, position, frame, record.timestamp, record)
             entries.append(entry)
             self.ring.append(entry)

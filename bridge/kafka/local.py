@@ -12,6 +12,7 @@ secured cluster; its SCRAM users are written when the storage is formatted.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ctypes
 import os
 import shutil
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -152,6 +154,18 @@ def _port_open(port: int) -> bool:
     return True
 
 
+# The quick (C1) JIT only: half the start-up CPU, for a tool that runs a second and the demo broker.
+_QUICK_JIT = ("-XX:TieredStopAtLevel=1",)
+
+
+def _cluster_id() -> str:
+    """A cluster id as ``kafka-storage random-uuid`` prints it (16 random bytes in
+    URL-safe base64, not starting with "-"), without starting a JVM for it."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
+
+
 class LocalKafka:
     """One broker process. ``start`` formats its storage the first time only, so
     ``stop`` (or ``kill``) followed by ``start`` is a broker restart that keeps
@@ -163,6 +177,7 @@ class LocalKafka:
         port: int | None = None,
         sasl_ssl: SaslSslListener | None = None,
         advertised_port: int | None = None,
+        quick_start: bool = False,
     ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-sse-bridge-kafka-"))
         self.port = port or free_port()
@@ -170,6 +185,9 @@ class LocalKafka:
         self.advertised_port = advertised_port or self.port
         self.controller_port = free_port()
         self.sasl_ssl = sasl_ssl
+        # The quick JIT only: ready in about two thirds of the time on 2 cores, and
+        # plenty for a demo's few records a second; the tests and benchmarks want the full JIT.
+        self.jvm_options = ("-Xmx768m", "-XX:+UseSerialGC", *(_QUICK_JIT if quick_start else ()))
         self.sasl_ssl_port = free_port() if sasl_ssl else None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -183,11 +201,13 @@ class LocalKafka:
         return f"127.0.0.1:{self.sasl_ssl_port}"
 
     def _java(self, libs: Path, *args: str, jvm_options: tuple[str, ...] = ()) -> list[str]:
-        log_options = [
+        own_files = [  # everything the JVM writes goes to the workdir, removed with it; no /tmp/hsperfdata_*
             f"-Dkafka.logs.dir={self.workdir}",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            f"-Djava.io.tmpdir={self.workdir}",  # where lz4 and snappy unpack their native libraries
+            "-XX:-UsePerfData",
         ]
-        return ["java", *jvm_options, *log_options, "-cp", f"{libs}/*", *args]
+        return ["java", *jvm_options, *own_files, "-cp", f"{libs}/*", *args]
 
     def _configure(self, libs: Path) -> Path:
         properties = self.workdir / "server.properties"
@@ -219,13 +239,9 @@ class LocalKafka:
             **(self.sasl_ssl.properties(self.workdir) if self.sasl_ssl else {}),
         }
         properties.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
-        cluster_id = subprocess.run(
-            self._java(libs, "kafka.tools.StorageTool", "random-uuid"),
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
         formatted = subprocess.run(
-            self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties),
-                       *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else [])),
+            self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties),
+                       *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else []), jvm_options=_QUICK_JIT),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if formatted.returncode != 0:
@@ -237,7 +253,7 @@ class LocalKafka:
         properties = self._configure(libs)
         with open(self.workdir / "stdout.log", "ab") as out:
             self.process = subprocess.Popen(
-                self._java(libs, "kafka.Kafka", str(properties), jvm_options=("-Xmx768m", "-XX:+UseSerialGC")),
+                self._java(libs, "kafka.Kafka", str(properties), jvm_options=self.jvm_options),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         asyncio.run(self._wait_ready(timeout))
