@@ -99,12 +99,10 @@ def envelope_event(topic: str, parsed: ParsedRecord, *, id: str | None, type_hea
         "timestamp": record.timestamp,
         "key": None if record.key is None else _text_or_base64(record.key),
         "headers": [(name, _text_or_base64(raw)) for name, raw in record.headers],
-        "value": body,
-        "value_encoding": encoding,
-        "tombstone": value is None,
     }
     event = event_type_from_headers(record.headers, type_header) if record.headers else None
     if type(record) is DecodedRecord:
+        # before "value": an envelope ends the same way whatever its record (pages slice the value out)
         if record.key_json is not None:
             envelope["key"] = orjson.Fragment(record.key_json)
         envelope["key_schema"] = _schema(record.key_schema)
@@ -112,8 +110,9 @@ def envelope_event(topic: str, parsed: ParsedRecord, *, id: str | None, type_hea
         if (problem := record.undecodable) is not None:
             envelope["undecodable"] = {"reason": problem.reason, "schema_id": problem.schema_id,
                                        "message": problem.message}  # fmt: skip
-            envelope["value"], envelope["value_encoding"] = base64.b64encode(record.value or b"").decode(), "base64"
+            body, encoding = base64.b64encode(record.value or b"").decode(), "base64"
             event = UNDECODABLE
+    envelope.update(value=body, value_encoding=encoding, tombstone=value is None)
     return sse.format_event(data=orjson.dumps(envelope), event=event, id=id)
 
 

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.kafka
 PASSWORD = "registry-pw-31f"
 TOKEN = "registry-token-9c2"
 NGINX_CONF = """
+user root;  # the password file lies in the test's folder, which only its owner may read
 worker_processes 1;
 events {{}}
 http {{
