@@ -22,6 +22,7 @@ from bridge import demo, server
 from bridge.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from bridge.http import auth
 from bridge.kafka.local import KafkaStartError, LocalKafka
+from bridge.kafka.localregistry import LocalRegistry, RegistryStartError
 
 PROG = "kafka-sse-bridge"
 
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
+    dev.add_argument(
+        "--schema-registry", action="store_true",
+        help="also start a local Apicurio Registry (Java 21+, fetched with Maven once) and an Avro demo topic, "
+        f"{demo.AVRO_TOPIC}, served decoded",
+    )  # fmt: skip
     token = commands.add_parser(
         "token",
         help="mint an HS256 token for trying out token auth",
@@ -79,26 +85,32 @@ def _serve(arguments: dict[str, Any]) -> int:
     return server.serve(settings)
 
 
-def _dev(host: str, port: int) -> int:
+def _dev(host: str, port: int, schema_registry: bool) -> int:
     server.configure_logging("info")
     kafka = LocalKafka(quick_start=True)
+    registry = LocalRegistry() if schema_registry else None
     print(f"{PROG} dev: starting Kafka (the first run fetches its jars with Maven)…", flush=True)
     kafka.start()
     print(f"{PROG} dev: Kafka ready; creating the demo topics and starting the bridge…", flush=True)
     try:
-        settings = load_settings(
-            {
-                "bootstrap_servers": kafka.bootstrap_servers,
-                "topics": "demo.*",
-                "page_topics": list(demo.DEMO_TOPICS),
-                "host": host,
-                "port": port,
-                "metadata_interval": 1.0,
-            }
-        )
-        uvloop.run(_run_dev(settings, kafka.bootstrap_servers))
+        overrides: dict[str, Any] = {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "topics": "demo.*",
+            "page_topics": list(demo.DEMO_TOPICS),
+            "host": host,
+            "port": port,
+            "metadata_interval": 1.0,
+        }
+        if registry is not None:
+            print(f"{PROG} dev: starting Apicurio Registry (the first run fetches it with Maven)…", flush=True)
+            registry.start()
+            overrides.update(schema_registry_url=registry.url, schema_topics=demo.AVRO_TOPIC,
+                             page_topics=[*demo.DEMO_TOPICS, demo.AVRO_TOPIC])  # fmt: skip
+        uvloop.run(_run_dev(load_settings(overrides), kafka.bootstrap_servers, registry))
     finally:
         kafka.remove()
+        if registry is not None:
+            registry.remove()
     return 0
 
 
@@ -112,10 +124,13 @@ def _token(secret_file: Path, topics: str, ttl: int, audience: str | None, issue
     return 0
 
 
-async def _run_dev(settings: Settings, bootstrap_servers: str) -> None:
-    await demo.create_topics(bootstrap_servers, demo.DEMO_TOPICS)
+async def _run_dev(settings: Settings, bootstrap_servers: str, registry: LocalRegistry | None) -> None:
+    topics = {**demo.DEMO_TOPICS, demo.AVRO_TOPIC: 1} if registry is not None else demo.DEMO_TOPICS
+    await demo.create_topics(bootstrap_servers, topics)
     bridge = server.build_server(settings)
-    producer = asyncio.create_task(demo.produce_forever(bootstrap_servers))
+    producers = [asyncio.create_task(demo.produce_forever(bootstrap_servers))]
+    if registry is not None:
+        producers.append(asyncio.create_task(demo.produce_avro_forever(bootstrap_servers, registry.url)))
     serving = asyncio.create_task(bridge.serve())
     while not bridge.started and not serving.done():  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
         await asyncio.sleep(0.1)
@@ -125,7 +140,8 @@ async def _run_dev(settings: Settings, bootstrap_servers: str) -> None:
     try:
         await serving
     finally:
-        producer.cancel()
+        for producer in producers:
+            producer.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "token":
             return _token(**arguments)
         return _dev(**arguments)
-    except (ConfigError, KafkaStartError) as error:
+    except (ConfigError, KafkaStartError, RegistryStartError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
 

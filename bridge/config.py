@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -145,9 +146,23 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str = Field(default="", description="PEM client certificate, if Kafka asks for one")
     kafka_ssl_keyfile: str = Field(default="", description="PEM key of the client certificate")
     kafka_ssl_check_hostname: bool = Field(default=True, description="check the broker's certificate names its host")
+    # Schema Registry (bridge/kafka/registry.py); "" means not set.
+    schema_registry_url: str = Field(
+        default="", description="Confluent-compatible Schema Registry API, http(s)://HOST[:PORT][/PATH]"
+    )
+    schema_registry_username: str = Field(default="", description="Schema Registry basic-auth user name")
+    schema_registry_password_file: str = Field(default="", description="file holding the basic-auth password")
+    schema_registry_token_file: str = Field(default="", description="file holding a bearer token for the registry")
+    schema_registry_ca_file: str = Field(
+        default="", description="PEM file of the CAs to trust for the registry ('': the system's)"
+    )
+    schema_topics: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="topics whose values and keys are in the Schema Registry wire format, PATTERN[,PATTERN]",
+    )
 
     _split_lists = field_validator(
-        "bootstrap_servers", "topics", "page_topics", "jwt_algorithms", "cors_origins", mode="before"
+        "bootstrap_servers", "topics", "page_topics", "jwt_algorithms", "cors_origins", "schema_topics", mode="before"
     )(_comma_list)
 
     @field_validator("trusted_proxies", mode="before")
@@ -165,6 +180,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"{server!r} is not HOST:PORT")
         return servers
 
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_registry_url(cls, url: str) -> str:
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError("not an http:// or https:// URL without query")
+            try:
+                parts.port  # noqa: B018 - raises on a port that is not a number in range
+            except ValueError:
+                raise ValueError("the port is not a number from 0 to 65535") from None
+        return url.rstrip("/")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -178,6 +206,10 @@ class Settings(BaseSettings):
 
     def serves(self, topic: str) -> bool:
         return not topic.startswith("__") and any(fnmatchcase(topic, pattern) for pattern in self.topics)
+
+    def has_schemas(self, topic: str) -> bool:
+        """The topic's values and keys are in the registry wire format."""
+        return any(fnmatchcase(topic, pattern) for pattern in self.schema_topics)
 
 
 def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:

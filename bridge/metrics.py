@@ -33,6 +33,7 @@ from bridge.fanout.channel import Channel, TopicStats
 from bridge.fanout.hub import Hub
 from bridge.http.limits import ConnectionLimits
 from bridge.kafka.catchup import CatchUps
+from bridge.kafka.decoding import SchemaTopics
 
 PREFIX = "kafka_sse_bridge_"
 # Streams cut by the connection limits (reliability issue); listed now so dashboards find them at 0.
@@ -173,11 +174,47 @@ class FaultsCollector:
         )
 
 
-def create_registry(hub: Hub, kafka: KafkaState, catchups: CatchUps) -> CollectorRegistry:
+class SchemaCollector:
+    """The Schema Registry client and the records it could not help decode (kafka/registry.py, decoding.py)."""
+
+    def __init__(self, schemas: SchemaTopics) -> None:
+        self._schemas = schemas
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._schemas.registry.stats
+        yield GaugeMetricFamily(
+            PREFIX + "schema_registry_reachable", "1 if the registry's last answer was one", value=int(stats.reachable)
+        )
+        yield GaugeMetricFamily(PREFIX + "schemas_cached", "Schemas in memory", value=self._schemas.registry.cached)
+        yield CounterMetricFamily(
+            PREFIX + "schema_fetch_seconds",
+            "Time spent fetching and compiling the schemas fetched (count: fetches; retries included)",
+            value=stats.fetch_seconds,
+        )
+        yield CounterMetricFamily(PREFIX + "schema_fetches", "Schemas fetched", value=stats.fetches)
+        errors = CounterMetricFamily(
+            PREFIX + "schema_fetch_errors", "Schema fetches given up, by why", labels=["reason"]
+        )
+        for reason, count in sorted(stats.errors.items()):
+            errors.add_metric([reason.value], count)
+        yield errors
+        undecodable = CounterMetricFamily(
+            PREFIX + "undecodable_records", "Records sent as undecodable events, by why", labels=["topic", "reason"]
+        )
+        for (topic, why), count in sorted(self._schemas.undecodable.items()):
+            undecodable.add_metric([topic, why], count)
+        yield undecodable
+
+
+def create_registry(
+    hub: Hub, kafka: KafkaState, catchups: CatchUps, schemas: SchemaTopics | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)  # process_*: memory, CPU, open files
     PlatformCollector(registry=registry)  # python_info
     registry.register(BridgeCollector(hub, kafka, catchups))
+    if schemas is not None and schemas.registry.enabled:
+        registry.register(SchemaCollector(schemas))
     return registry
 
 

@@ -129,6 +129,8 @@ def tune_gc() -> None:
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at info: the registry's probe every 5 s would fill the log
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     summarise_repeats(logging.getLogger().handlers)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.kafka.local import LocalKafka
+from bridge.kafka.localregistry import LocalRegistry
 from tests.support.bridgeproc import BridgeProcess
 from tests.support.cluster import Cluster, unique_topic
 
@@ -30,6 +31,15 @@ def session_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def kafka() -> Iterator[LocalKafka]:
     with LocalKafka().running() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[LocalRegistry]:
+    """Apicurio Registry, started the first time a test asks for it (about 10-40 s)."""
+    registry = LocalRegistry()
+    registry.start()
+    yield registry
+    registry.remove()
 
 
 @pytest.fixture

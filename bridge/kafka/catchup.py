@@ -26,22 +26,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
 from bridge.config import Settings
 from bridge.fanout.channel import Channel, Resume
 from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.views import Cursor, View
+from bridge.kafka.decoding import SchemaTopics
+from bridge.kafka.registry import SchemaRegistry
 from bridge.kafka.source import FETCH_MAX_WAIT_MS
 from bridge.wire import cursor as cursors
 from bridge.wire import sse
-from bridge.wire.events import gap_event
+from bridge.wire.events import KafkaRecord, gap_event
 
 logger = logging.getLogger("bridge.catchup")  # the name operators' log filters know
 
@@ -79,9 +81,11 @@ def parse_since(text: str) -> Since:
 
 
 class CatchUps:
-    def __init__(self, settings: Settings, kafka: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Settings, kafka: Mapping[str, Any], schemas: SchemaTopics | None = None) -> None:
         self._kafka = kafka  # client.client_options: brokers, SASL, TLS
         self._isolation_level = settings.isolation_level  # as the live reader's: the same records
+        # without: as the settings say (no --schema-topics, no decoding)
+        self._schemas = schemas or SchemaTopics(settings, SchemaRegistry(settings))
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot
@@ -119,7 +123,7 @@ class CatchUps:
         )  # fmt: skip
         try:
             await consumer.start()
-            await _Reader(consumer, view, subscriber, start).run()
+            await _Reader(consumer, view, subscriber, start, self._schemas).run()
         finally:
             await consumer.stop()
 
@@ -135,8 +139,10 @@ class CatchUps:
 class _Reader:
     """One client's catch-up: its position in every topic of its view."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, view: View, subscriber: Subscriber, start: Cursor | Since,
+                 schemas: SchemaTopics) -> None:  # fmt: skip
         self.consumer = consumer
+        self.schemas = schemas
         self.view = view
         self.subscriber = subscriber
         self.start = start
@@ -180,7 +186,8 @@ class _Reader:
             except OffsetOutOfRangeError as error:  # retention removed records while this reader was reading
                 await self._skip_deleted(error.args[0])
                 continue
-            frames, skipped = self._encode(batch)
+            decoded = {tp: await self.schemas.decode(tp.topic, records) for tp, records in batch.items()}
+            frames, skipped = self._encode(decoded)
             delivered += len(frames)
             for tp in consumer.assignment() - caught_up:
                 # Offsets that hold no record (transaction markers, compacted away) are
@@ -201,7 +208,7 @@ class _Reader:
         index = self.index[tp.topic]
         return self.view.channels[index], self.positions[index]
 
-    def _encode(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> tuple[list[bytes], bool]:
+    def _encode(self, batch: dict[TopicPartition, Sequence[KafkaRecord]]) -> tuple[list[bytes], bool]:
         """The events of a fetched batch below the live positions, and whether the filter skipped any."""
         frames: list[bytes] = []
         skipped = False

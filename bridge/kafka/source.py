@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
+from bridge.kafka.decoding import SchemaTopics
 from bridge.kafka.topics import TopicInfo, describe_topics
 from bridge.kafka.watchdog import StallDetector
 from bridge.wire.cursor import topic_tag
@@ -73,13 +74,15 @@ class KafkaSource:
     await in between, so the reader never sees a partition without its
     channel or its exact position."""
 
-    def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any], schemas: SchemaTopics) -> None:
         self._settings = settings
+        self._schemas = schemas
         self._kafka = kafka  # client.client_options: brokers, SASL, TLS
         self._hub = hub
         self._topic_ids: dict[str, bytes] = {}  # of the topics with a channel
         self._look_now = asyncio.Event()  # the reader asks the watcher not to wait for its interval
         self._tasks: list[asyncio.Task[None]] = []
+        self._waiting_partitions: set[TopicPartition] = set()  # paused while their topic waits for the registry
         self.assigned = False  # the first discovery is done: served topics are known
         self.reachable = False  # the last metadata request was answered
         self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
@@ -170,7 +173,18 @@ class KafkaSource:
                 if channel is None:  # fetched before its topic was deleted: not the channel's any more
                     continue
                 channel.stats.records_consumed += len(records)
-                channel.publish(records)
+                self._schemas.publish(channel, records)
+            self._pause_waiting()
+
+    def _pause_waiting(self) -> None:
+        """Read no further in topics whose records wait for the registry; read again those that waited.
+        (Only the partitions paused here: _out_of_range pauses others for the watcher.)"""
+        consumer, waiting = self._consumer, self._schemas.waiting
+        assigned = consumer.assignment()
+        paused = {tp for tp in assigned if tp.topic in waiting}
+        consumer.pause(*paused)
+        consumer.resume(*((self._waiting_partitions - paused) & assigned))
+        self._waiting_partitions = paused
 
     async def _out_of_range(self, positions: Mapping[TopicPartition, int]) -> None:
         """A fetch asked for offsets a partition does not have. Below its log
@@ -226,7 +240,8 @@ class KafkaSource:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._settings.stall_seconds / LOOKS_PER_STALL_BOUND)
-            assigned = list(self._consumer.assignment())
+            # a paused partition (its topic waits for the registry) does not move, and is not stalled
+            assigned = list(self._consumer.assignment() - self._consumer.paused())
             try:
                 ends = await self._probe.end_offsets(assigned)
             except KafkaError:

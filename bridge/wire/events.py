@@ -9,7 +9,10 @@ Record to event (documented in docs/subscribing.md, "What a browser receives"):
 - a null value (a tombstone) is an event of type ``tombstone`` with empty data;
 - a value that is not UTF-8 is an event of type ``binary`` whose data is the
   value in standard base64, since an SSE stream is UTF-8 text;
-- keys and headers are not part of the default event.
+- keys and headers are not part of the default event;
+- a record of a schema topic is sent decoded: its data is the decoded JSON
+  (a message event, typed from the header like any other); one that could not
+  be decoded is an event of type ``undecodable`` (decoded.py says its data).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Protocol
 import orjson
 
 from bridge.wire import sse
+from bridge.wire.decoded import UNDECODABLE, DecodedRecord, undecodable_data
 
 TOMBSTONE = "tombstone"
 BINARY = "binary"
@@ -28,8 +32,8 @@ GAP = "gap"
 RESET = "reset"
 REAUTH = "reauth"
 DELETED = "deleted"
-RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, REAUTH, DELETED, "message"})
-RECORD_TYPES = frozenset({"message", TOMBSTONE, BINARY})  # besides the names a type header gives
+RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, REAUTH, DELETED, UNDECODABLE, "message"})
+RECORD_TYPES = frozenset({"message", TOMBSTONE, BINARY, UNDECODABLE})  # besides the names a type header gives
 CONTROL_TYPES = RESERVED_TYPES - RECORD_TYPES  # the bridge's in-band notices, never a record
 MAX_TYPE_LENGTH = 64
 
@@ -72,6 +76,8 @@ def record_event(record: KafkaRecord, *, id: str, type_header: str | None) -> by
     value = record.value
     if value is None:
         return sse.format_event(data=b"", event=TOMBSTONE, id=id)
+    if type(record) is DecodedRecord and record.undecodable is not None:
+        return sse.format_event(data=undecodable_data(record), event=UNDECODABLE, id=id)
     if not value.isascii():  # ASCII is UTF-8; only other values need the full check
         try:
             value.decode()

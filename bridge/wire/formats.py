@@ -19,6 +19,13 @@ docs/subscribing.md)::
 The event type follows the same header rule as ``raw`` (``message`` unless
 the type header names one); tombstones and binary values are ordinary
 events here, since the envelope says what they are.
+
+A record of a schema topic (decoded.py) has its decoded value as ``value``
+(``value_encoding`` ``"json"``) and its decoded key as ``key``, plus
+``value_schema`` and ``key_schema``: ``{"id": 7, "type": "AVRO"}``, or null
+for a part that was not decoded. One whose value could not be decoded is an
+event of type ``undecodable`` with the value in base64 and ``"undecodable":
+{"reason", "schema_id", "message"}``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from collections.abc import Sequence
 import orjson
 
 from bridge.wire import sse
+from bridge.wire.decoded import UNDECODABLE, DecodedRecord, SchemaRef
 from bridge.wire.events import KafkaRecord, event_type_from_headers
 from bridge.wire.filters import NOT_JSON
 
@@ -62,9 +70,12 @@ class ParsedRecord:
 
     def json(self) -> object:
         if self._json is _UNPARSED:
-            value = self.record.value
+            record = self.record
+            value = record.value
             try:
-                self._json = NOT_JSON if value is None else orjson.loads(value)
+                # an undecodable value is matched by no filter, even one that reads as JSON
+                undecodable = type(record) is DecodedRecord and record.undecodable is not None
+                self._json = NOT_JSON if value is None or undecodable else orjson.loads(value)
             except orjson.JSONDecodeError:
                 self._json = NOT_JSON
         return self._json
@@ -81,19 +92,32 @@ def envelope_event(topic: str, parsed: ParsedRecord, *, id: str | None, type_hea
     else:
         text = _text(value)
         body, encoding = (text, "text") if text is not None else (base64.b64encode(value).decode(), "base64")
-    envelope = {
+    envelope: dict[str, object] = {
         "topic": topic,
         "partition": record.partition,
         "offset": record.offset,
         "timestamp": record.timestamp,
         "key": None if record.key is None else _text_or_base64(record.key),
         "headers": [(name, _text_or_base64(raw)) for name, raw in record.headers],
-        "value": body,
-        "value_encoding": encoding,
-        "tombstone": value is None,
     }
     event = event_type_from_headers(record.headers, type_header) if record.headers else None
+    if type(record) is DecodedRecord:
+        # before "value": an envelope ends the same way whatever its record (pages slice the value out)
+        if record.key_json is not None:
+            envelope["key"] = orjson.Fragment(record.key_json)
+        envelope["key_schema"] = _schema(record.key_schema)
+        envelope["value_schema"] = _schema(record.value_schema)
+        if (problem := record.undecodable) is not None:
+            envelope["undecodable"] = {"reason": problem.reason, "schema_id": problem.schema_id,
+                                       "message": problem.message}  # fmt: skip
+            body, encoding = base64.b64encode(record.value or b"").decode(), "base64"
+            event = UNDECODABLE
+    envelope.update(value=body, value_encoding=encoding, tombstone=value is None)
     return sse.format_event(data=orjson.dumps(envelope), event=event, id=id)
+
+
+def _schema(ref: SchemaRef | None) -> dict[str, object] | None:
+    return None if ref is None else {"id": ref.id, "type": ref.kind}
 
 
 def _text(raw: bytes) -> str | None:

@@ -69,6 +69,7 @@ class Cluster:
         partitions: int = 3,
         compression: str | None = None,
         headers: Sequence[tuple[str, bytes]] = (),
+        keys: Sequence[bytes] | None = None,
     ) -> list[tuple[int, int]]:
         """Send values (round robin over ``partitions`` unless ``partition_of``
         says), wait for every ack, return each record's (partition, offset)."""
@@ -79,7 +80,7 @@ class Cluster:
             futures = []
             for index, value in enumerate(values):
                 partition = partition_of[index] if partition_of is not None else index % partitions
-                key = str(index).encode()  # tombstones need a key
+                key = keys[index] if keys is not None else str(index).encode()  # tombstones need a key
                 futures.append(
                     await producer.send(topic, value, key=key, partition=partition, headers=list(headers) or None)
                 )

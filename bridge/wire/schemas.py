@@ -1,0 +1,110 @@
+"""Records of schema topics, decoded to JSON: what the rest of the bridge serves.
+
+A record of a ``--schema-topics`` topic becomes a :class:`DecodedRecord`
+before it is published: its value the decoded JSON text (so the default
+event's data, the filters and the envelope all see JSON, parsed at most once
+per record like any JSON value), or, when it cannot be decoded, its value
+unchanged and :attr:`DecodedRecord.undecodable` saying why. Such a record is
+an event of type ``undecodable`` (events.py), never dropped. A key with the
+prefix is decoded the same way; one that cannot be decoded is left as it is.
+
+The schemas themselves come from the registry (kafka/registry.py): this
+module only reads bytes with a schema it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+import orjson
+
+from bridge.wire import registryformat
+from bridge.wire.avrojson import AvroSchema
+from bridge.wire.decoded import DecodedRecord, Reason, SchemaRef, Undecodable
+from bridge.wire.events import KafkaRecord
+from bridge.wire.protojson import ProtobufSchema, SchemaError, descriptor_set
+from bridge.wire.registryformat import PayloadError
+
+
+class Schema(Protocol):
+    kind: str  # the registry's schemaType: AVRO, PROTOBUF, JSON
+
+    def decode(self, payload: memoryview) -> bytes:
+        """The payload as JSON text; PayloadError when it is not of this schema."""
+        ...
+
+
+class JsonSchema:
+    """JSON Schema: the payload is JSON already and is sent as the producer wrote it (every digit kept).
+    It is checked to be JSON, not validated against the schema: the producer's serializer did that."""
+
+    kind = "JSON"
+
+    def decode(self, payload: memoryview) -> bytes:
+        text = bytes(payload)
+        try:
+            orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise PayloadError(f"not JSON: {error}") from None
+        return text
+
+
+def compile_schema(kind: str, text: str, references: Sequence[tuple[str, str]]) -> Schema:
+    """The schema of a registry answer; ``references`` are (name, text), dependencies first."""
+    if kind == "AVRO":
+        try:
+            return AvroSchema(text, [reference for _, reference in references])
+        except (ValueError, TypeError, KeyError) as error:  # fastavro's SchemaParseError is a ValueError
+            raise SchemaError(f"not a usable Avro schema: {error}") from None
+    if kind == "PROTOBUF":
+        return ProtobufSchema(*descriptor_set(text, dict(references)))
+    if kind == "JSON":
+        return JsonSchema()
+    raise SchemaError(f"schema type {kind[:32]!r} is not supported")
+
+
+# What the fetch step found for an id: the schema, or why there is none.
+Lookup = Callable[[int], "Schema | Undecodable"]
+
+
+def schema_ids(records: Iterable[KafkaRecord]) -> set[int]:
+    """The ids the values and keys of ``records`` name."""
+    ids = set()
+    for record in records:
+        for raw in (record.value, record.key):
+            if raw is not None and (found := registryformat.split(raw)) is not None:
+                ids.add(found[0])
+    return ids
+
+
+def _decode(raw: bytes, lookup: Lookup) -> tuple[bytes, SchemaRef] | Undecodable:
+    found = registryformat.split(raw)
+    if found is None:
+        return Undecodable(Reason.NO_PREFIX, None, "the value has no Schema Registry prefix")
+    schema_id, payload = found
+    schema = lookup(schema_id)
+    if isinstance(schema, Undecodable):
+        return schema
+    try:
+        return schema.decode(payload), SchemaRef(schema_id, schema.kind)
+    except PayloadError as error:
+        return Undecodable(Reason.BAD_PAYLOAD, schema_id, str(error))
+
+
+def decode_record(record: KafkaRecord, lookup: Lookup) -> DecodedRecord:
+    decoded = DecodedRecord(record.partition, record.offset, record.timestamp, record.headers, record.key, None)
+    if record.key is not None and registryformat.split(record.key) is not None:
+        key = _decode(record.key, lookup)
+        if not isinstance(key, Undecodable):
+            decoded.key_json, decoded.key_schema = key
+            text = orjson.loads(decoded.key_json) if decoded.key_json.startswith(b'"') else None
+            decoded.key = text.encode() if isinstance(text, str) else decoded.key_json
+    if record.value is None:
+        return decoded
+    value = _decode(record.value, lookup)
+    if isinstance(value, Undecodable):
+        decoded.value, decoded.undecodable = record.value, value
+    else:
+        decoded.value, decoded.value_schema = value
+    return decoded
