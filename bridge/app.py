@@ -113,7 +113,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", responses={503: {"description": "Kafka unreachable or topics not yet assigned"}})
     async def readyz() -> JSON:
-        body = {"ready": source.ready, "kafka_reachable": source.reachable, "assigned": source.assigned}
+        body = {"ready": source.ready, "kafka_reachable": source.reachable, "assigned": source.assigned,
+                # a leader election under way: those partitions pause, the others flow; readiness is not lost
+                "partitions_without_leader": source.leaders.without_leader}  # fmt: skip
         return JSON(body, status_code=200 if source.ready else 503)
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

@@ -14,6 +14,7 @@ after the other would triple that).
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -40,6 +41,14 @@ class LocalKafkaCluster:
 
     def node(self, node_id: int) -> LocalKafka:
         return next(node for node in self.nodes if node.node_id == node_id)
+
+    def active_controller(self) -> int:
+        """The node that leads the controller quorum now, as the running nodes
+        last wrote it down (the KRaft quorum state: the newest epoch wins)."""
+        states = [json.loads((node.workdir / "data" / "__cluster_metadata-0" / "quorum-state").read_text())
+                  for node in self.nodes if node.process is not None]  # fmt: skip
+        leader: int = max(states, key=lambda state: state["leaderEpoch"])["leaderId"]
+        return leader
 
     def start(self, timeout: float = 90.0) -> None:
         with ThreadPoolExecutor(len(self.nodes)) as pool:

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
+from bridge.kafka.leaders import Leaders
 from bridge.kafka.watchdog import StallDetector
 
 logger = logging.getLogger("bridge.source")  # the name operators' log filters know
@@ -50,6 +51,11 @@ RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 15.0
 # Metadata answers are quick; a broker that takes longer is reported unreachable.
 METADATA_TIMEOUT_MS = 5000
+# A metadata request goes to one broker picked at random: while a lost one is
+# still listed (until the controller fences it, 9 s by Kafka's default), the
+# request is tried again, at another pick, before Kafka counts as unreachable.
+# A lost broker on loopback or a LAN refuses at once, so the tries are quick.
+METADATA_TRIES = 10
 # Looks at the end offsets per stall bound: a stall is found within 1.25 bounds.
 LOOKS_PER_STALL_BOUND = 4
 
@@ -70,6 +76,7 @@ class KafkaSource:
         self.reachable = False  # the last metadata request was answered
         self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
         self.consumer_restarts = 0  # stalled consumers the watchdog replaced
+        self.leaders = Leaders()  # served partitions' leaders: moves logged, leaderless ones counted
 
     @property
     def ready(self) -> bool:
@@ -204,12 +211,13 @@ class KafkaSource:
 
     async def _refresh(self) -> None:
         try:
-            topics = await self._admin.describe_topics()
+            topics = await self._describe_topics()
             counts = {
                 topic["topic"]: len(topic["partitions"])
                 for topic in topics
                 if topic["error_code"] == 0 and self._settings.serves(topic["topic"])
             }
+            self.leaders.observe(topic for topic in topics if topic["topic"] in counts)
             async with self._assigning:
                 await self._assign(counts)
         except KafkaError as error:
@@ -221,6 +229,17 @@ class KafkaSource:
             logger.info("Kafka reachable; serving %d topic(s)", len(self._hub.channels))
         self.reachable = True
         self.assigned = True
+
+    async def _describe_topics(self) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        deadline, tries = loop.time() + METADATA_TIMEOUT_MS / 1000, 1
+        while True:
+            try:
+                return await self._admin.describe_topics()
+            except KafkaError:
+                if tries == METADATA_TRIES or loop.time() > deadline:
+                    raise
+                tries += 1
 
     async def _assign(self, partition_counts: dict[str, int]) -> None:
         """Assign every partition of every served topic, keeping the exact
