@@ -150,18 +150,22 @@ def create_app(settings: Settings) -> FastAPI:
         except FilterError as error:
             return error_response(400, "bad_filter", str(error))
         start: Cursor | Since | None = None
+        tagged: tuple[Cursor, tuple[str, ...]] | None = None
         try:
             if raw_id:  # an empty id is what a browser that saw no event yet may send: no cursor
-                start = cursors.parse_streams(raw_id, len(subscription.topics))
+                tagged = cursors.parse_streams(raw_id, len(subscription.topics))
             elif since is not None:
                 start = parse_since(since)
         except cursors.CursorError as error:
             return error_response(400, "bad_event_id", str(error))
         except ValueError as error:
             return error_response(400, "bad_since", str(error))
-        return EventStream(hub.view(subscription), start, catchups, outbox_bytes=settings.outbox_bytes,
-                           heartbeat=settings.heartbeat, retry_ms=settings.retry_ms,
-                           expires_at=access.expires_at)  # fmt: skip
+        view = hub.view(subscription)
+        notices: list[bytes] = []
+        if tagged is not None:
+            start, notices = view.reconcile(*tagged)
+        return EventStream(view, start, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
+                           retry_ms=settings.retry_ms, expires_at=access.expires_at, notices=notices)  # fmt: skip
 
     # status_code: FastAPI would read the default from the response class's __init__, which EventStream lacks
     @app.get(

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     metadata_interval: float = Field(
         default=5.0, gt=0, le=3600, description="seconds between looks for new topics and partitions"
     )
+    isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+        default="read_committed",
+        description="read_committed: only committed records (an open transaction holds back its partition); "
+        "read_uncommitted: every record, aborted ones too",
+    )
     workers: int = Field(
         default=1, ge=1, le=64,
         description="processes serving the same port (SO_REUSEPORT spreads connections), each with its own consumer",

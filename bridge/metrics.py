@@ -72,6 +72,7 @@ class KafkaState(Protocol):
     @property
     def ready(self) -> bool: ...
     def end_offset(self, topic: str, partition: int) -> int | None: ...
+    def log_end_offset(self, topic: str, partition: int) -> int | None: ...
 
 
 class Restarts(Protocol):
@@ -105,7 +106,13 @@ class BridgeCollector:
         )
         lag = GaugeMetricFamily(
             PREFIX + "consumer_lag_records",
-            "Log end offset (as of the last fetch) minus the bridge's position",
+            "Readable end (the last stable offset when reading committed records, else the log end; "
+            "as of the last fetch) minus the bridge's position",
+            labels=["topic", "partition"],
+        )
+        held = GaugeMetricFamily(
+            PREFIX + "open_transaction_offsets",
+            "Log end offset minus the readable end: offsets an open transaction holds back (as of the last fetch)",
             labels=["topic", "partition"],
         )
         for channel in channels:
@@ -120,7 +127,9 @@ class BridgeCollector:
                 end = self._kafka.end_offset(topic, partition)
                 if end is not None:
                     lag.add_metric([topic, str(partition)], end - position)
-        yield from (closed, resumes, lag)
+                    log_end = self._kafka.log_end_offset(topic, partition)
+                    held.add_metric([topic, str(partition)], (log_end or end) - end)
+        yield from (closed, resumes, lag, held)
         yield CounterMetricFamily(
             PREFIX + "heartbeats", "Heartbeat comments sent", value=sum(c.stats.heartbeats for c in channels)
         )

@@ -270,8 +270,12 @@ func (s *conn) ids(data []byte) {
 		}
 		start := pos + i + 4
 		end := start + bytes.IndexByte(data[start:], '\n')
+		offsets := data[start:end]
+		if at := bytes.IndexByte(offsets, '@'); at >= 0 {
+			offsets = offsets[:at] // the topic's tag: not an offset
+		}
 		var sum int64
-		for _, part := range bytes.Split(data[start:end], []byte(".")) {
+		for _, part := range bytes.Split(offsets, []byte(".")) {
 			n, _ := strconv.ParseInt(string(part), 10, 64)
 			sum += n
 		}

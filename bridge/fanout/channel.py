@@ -71,8 +71,10 @@ class Channel:
     """One served topic: its position, its ring, the views over it and its counters."""
 
     def __init__(self, topic: str, start: Sequence[int], *, ring_records: int, ring_bytes: int,
-                 type_header: str | None) -> None:  # fmt: skip
+                 type_header: str | None, tag: str = "") -> None:  # fmt: skip
         self.topic = topic
+        self.tag = tag  # of the topic's Kafka id, in every event id (cursor.py)
+        self.deleted = False  # the topic was deleted: its streams end with a deleted event
         self.position = list(start)
         self.ring = RingBuffer(start, max_records=ring_records, max_bytes=ring_bytes)
         self.type_header = type_header
@@ -90,7 +92,7 @@ class Channel:
         for record in records:
             self.position[record.partition] = record.offset + 1
             position = tuple(self.position)
-            frame = record_event(record, id=cursors.encode(position), type_header=self.type_header)
+            frame = record_event(record, id=cursors.encode(position, self.tag), type_header=self.type_header)
             entry = Entry(record.partition, record.offset, position, frame, record.timestamp, record)
             entries.append(entry)
             self.ring.append(entry)

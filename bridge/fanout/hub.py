@@ -21,11 +21,23 @@ class Hub:
         self._ring_bytes = ring_bytes
         self._type_header = type_header
 
-    def open_channel(self, topic: str, start: Sequence[int]) -> Channel:
+    def open_channel(self, topic: str, start: Sequence[int], tag: str = "") -> Channel:
         channel = Channel(topic, start, ring_records=self._ring_records, ring_bytes=self._ring_bytes,
-                          type_header=self._type_header)  # fmt: skip
+                          type_header=self._type_header, tag=tag)  # fmt: skip
         self.channels[topic] = channel
         return channel
+
+    def delete_topic(self, topic: str) -> None:
+        """The topic is gone from Kafka: its channel and ring are dropped and
+        every stream over it ends with a ``deleted`` event (stream.py). Streams
+        still catching up see ``channel.deleted`` and end the same way."""
+        channel = self.channels.pop(topic)
+        channel.deleted = True
+        for view in tuple(channel.views):
+            view.close_all(CloseReason.TOPIC_DELETED)
+        for subscription, view in tuple(self.views.items()):
+            if channel in view.channels:  # made for a stream that has not subscribed yet (View.subscribe)
+                del self.views[subscription]
 
     def view(self, subscription: Subscription) -> View:
         """The view streams of ``subscription`` share; its topics must be served."""

@@ -19,6 +19,7 @@ class CloseReason(enum.Enum):
     SHUTDOWN = "shutdown"
     ERROR = "error"  # the bridge could not serve it (catch-up failed); it reconnects
     TOKEN_EXPIRED = "token_expired"  # its token ended: told with a reauth event, it reconnects with a new one
+    TOPIC_DELETED = "topic_deleted"  # a topic of the stream was deleted: told with a deleted event
 
 
 class Subscriber:

@@ -32,7 +32,7 @@ from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.ring import Entry
 from bridge.wire import cursor as cursors
 from bridge.wire import sse
-from bridge.wire.events import KafkaRecord, record_event, reset_event
+from bridge.wire.events import KafkaRecord, record_event, recreated_event, reset_event
 from bridge.wire.filters import NO_FILTER, Filter
 from bridge.wire.formats import Format, ParsedRecord, envelope_event
 
@@ -61,6 +61,7 @@ class View:
                  ahead_wait: float = AHEAD_WAIT_SECONDS) -> None:  # fmt: skip
         self.subscription = subscription
         self.channels = list(channels)  # in subscription.topics order
+        self.tags = tuple(channel.tag for channel in self.channels)
         self.subscribers: set[Subscriber] = set()
         self.ahead_wait = ahead_wait
         self.advance_every = ADVANCE_SECONDS
@@ -88,8 +89,22 @@ class View:
         """Every channel's ring covers its part of ``cursor``."""
         return not any(c.ring.uncovered(own) for c, own in zip(self.channels, cursor, strict=True))
 
+    def reconcile(self, cursor: Cursor, tags: Sequence[str]) -> tuple[Cursor, list[bytes]]:
+        """``cursor`` as this view's topics read it, and the events to open the
+        stream with: a topic whose tag in the id names another Kafka topic id
+        (deleted and created again since the id was issued) is read from the new
+        topic's start, which a reset event says. Untagged ids are read as they are."""
+        notices: list[bytes] = []
+        read: list[tuple[int, ...]] = []
+        for channel, own, tag in zip(self.channels, cursor, tags, strict=True):
+            if tag and channel.tag and tag != channel.tag:
+                notices.append(recreated_event(channel.topic, own))
+                own = (0,) * len(channel.position)
+            read.append(own)
+        return tuple(read), notices
+
     def current_id(self) -> str:
-        return cursors.encode_streams([channel.position for channel in self.channels])
+        return cursors.encode_streams([channel.position for channel in self.channels], self.tags)
 
     # -- live ------------------------------------------------------------------
 
@@ -105,8 +120,8 @@ class View:
         elif self._own_frames:
             chunk = batch.frames(selected)
         else:
-            prefix = b"".join(cursors.encode(c.position).encode() + b"~" for c in self.channels[:index])
-            suffix = b"".join(b"~" + cursors.encode(c.position).encode() for c in self.channels[index + 1 :])
+            prefix = b"".join(cursors.encode(c.position, c.tag).encode() + b"~" for c in self.channels[:index])
+            suffix = b"".join(b"~" + cursors.encode(c.position, c.tag).encode() for c in self.channels[index + 1 :])
             fmt = self.subscription.format
             chunk = b"".join(b"id: " + prefix + batch.own_id(i) + suffix + b"\n" + batch.body(fmt, i) for i in selected)
         if self._advance_due(batch, selected):
@@ -144,6 +159,9 @@ class View:
         not exist (a forged id, a recreated topic): a ``reset`` event says so
         and those partitions go on from the live position.
         """
+        if any(channel.deleted for channel in self.channels):  # since the stream's request was read
+            subscriber.close(CloseReason.TOPIC_DELETED)
+            return
         self._register()
         if cursor is not None and any(self._ahead(cursor)):
             timer = asyncio.get_running_loop().call_later(self.ahead_wait, self._give_up, subscriber)
@@ -231,10 +249,12 @@ class View:
                 if self._own_frames and merged == list(entry.position):
                     frames.append(entry.frame)
                 else:
-                    frames.append(self.event(index, entry.record, cursors.encode_streams(positions), parsed, entry))
+                    frames.append(
+                        self.event(index, entry.record, cursors.encode_streams(positions, self.tags), parsed, entry)
+                    )
             channel.stats.events_delivered += replayed
         if skipped:
-            frames.append(sse.format_id(cursors.encode_streams(positions)))
+            frames.append(sse.format_id(cursors.encode_streams(positions, self.tags)))
         return frames
 
     def event(

@@ -18,7 +18,8 @@ The hub may also close the subscriber: for being slow (its outbox passed its
 bound, and the writer may be stuck in ``send`` on a full TCP window, so it is
 cancelled and the connection dropped), for a shutdown or a failed catch-up
 (the stream ends cleanly and the browser reconnects). So does a timer when the
-client's token expires: a ``reauth`` event, then the stream ends cleanly.
+client's token expires: a ``reauth`` event, then the stream ends cleanly; and
+the hub when a topic of the stream is deleted: a ``deleted`` event, then the end.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -35,7 +37,7 @@ from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.views import Cursor, View
 from bridge.kafka.catchup import CatchUps, Since
 from bridge.wire import sse
-from bridge.wire.events import reauth_event
+from bridge.wire.events import deleted_event, reauth_event
 
 HEARTBEAT = sse.format_comment()
 TOKEN_EXPIRED = reauth_event(CloseReason.TOKEN_EXPIRED.value)
@@ -60,10 +62,11 @@ class EventStream(Response):
 
     def __init__(self, view: View, start: Cursor | Since | None, catchups: CatchUps, *,
                  outbox_bytes: int, heartbeat: float, retry_ms: int,
-                 expires_at: float | None = None) -> None:  # fmt: skip
+                 expires_at: float | None = None, notices: Sequence[bytes] = ()) -> None:  # fmt: skip
         self.status_code = 200
         self.background = None
         self.view = view
+        self.notices = notices  # control events the stream opens with (View.reconcile)
         # Bytes, heartbeats and send failures of a stream over several topics
         # are counted under its first topic: one write carries all of them.
         self.stats = view.channels[0].stats
@@ -76,6 +79,7 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscriber = Subscriber(self.outbox_bytes)
+        subscriber.push_backlog(self.notices)
         view, start = self.view, self.start
         every_stats = [channel.stats for channel in view.channels]
         catchup = None
@@ -124,6 +128,9 @@ class EventStream(Response):
             raise SlowClientDisconnect
         if reason is CloseReason.TOKEN_EXPIRED:
             await self._send(send, {"type": "http.response.body", "body": TOKEN_EXPIRED, "more_body": False})
+        elif reason is CloseReason.TOPIC_DELETED:
+            body = b"".join(deleted_event(channel.topic) for channel in view.channels if channel.deleted)
+            await self._send(send, {"type": "http.response.body", "body": body, "more_body": False})
         elif reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
             await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -80,7 +80,8 @@ def parse_since(text: str) -> Since:
 
 class CatchUps:
     def __init__(self, settings: Settings, kafka: Mapping[str, Any]) -> None:
-        self._kafka = kafka  # kafkaclient.client_options: brokers, SASL, TLS
+        self._kafka = kafka  # client.client_options: brokers, SASL, TLS
+        self._isolation_level = settings.isolation_level  # as the live reader's: the same records
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot
@@ -112,7 +113,7 @@ class CatchUps:
         if subscriber.reason is not None:
             return
         consumer = AIOKafkaConsumer(
-            **self._kafka, group_id=None, enable_auto_commit=False,
+            **self._kafka, group_id=None, enable_auto_commit=False, isolation_level=self._isolation_level,
             # "none": records deleted under the reader raise, so the client hears of the gap
             auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )  # fmt: skip
@@ -153,13 +154,16 @@ class _Reader:
         consumer, view, subscriber = self.consumer, self.view, self.subscriber
         delivered = 0
         while True:
+            if any(channel.deleted for channel in view.channels):
+                subscriber.close(CloseReason.TOPIC_DELETED)
+                return
             await self._assign_new_partitions()
             if subscriber.reason is not None:
                 return
             if view.replayable(self.positions):
                 logger.info("catch-up on %s read %d record(s) from Kafka, joins live at %s",
                             ",".join(view.subscription.topics), delivered,
-                            cursors.encode_streams(self.cursor()))  # fmt: skip
+                            cursors.encode_streams(self.cursor(), view.tags))  # fmt: skip
                 view.subscribe(subscriber, self.cursor())
                 return
             # Partitions read up to the live position wait; the others are fetched.
@@ -185,7 +189,7 @@ class _Reader:
                 channel, position = self._partition_of(tp)
                 position[tp.partition] = max(position[tp.partition], min(fetched_to, channel.position[tp.partition]))
             if skipped:  # the filter's skipped records are passed: a reconnect does not read them again
-                frames.append(sse.format_id(cursors.encode_streams(self.cursor())))
+                frames.append(sse.format_id(cursors.encode_streams(self.cursor(), view.tags)))
             if frames:
                 subscriber.push_backlog(frames)
                 try:
@@ -207,7 +211,7 @@ class _Reader:
             channel, position = view.channels[index], self.positions[index]
             live = channel.position[partition]
             # Only this partition's offset changes along its records: the rest of each id is encoded once.
-            before, after = cursors.encode_around(self.cursor(), index, partition)
+            before, after = cursors.encode_around(self.cursor(), view.tags, index, partition)
             events = 0
             for record in records:
                 if record.offset >= live:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 logger = logging.getLogger("bridge.source")
 
@@ -25,16 +24,15 @@ class Leaders:
     def without_leader(self) -> int:
         return sum(leader == NO_LEADER for leader in self._leaders.values())
 
-    def observe(self, topics: Iterable[Mapping[str, Any]]) -> None:
-        """Take in a metadata answer's topics (aiokafka's describe_topics)."""
+    def observe(self, topics: Mapping[str, Sequence[int]]) -> None:
+        """Take in the leader of each partition of each topic, from a metadata answer."""
         moves: dict[tuple[int, int], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for topic in topics:
-            for partition in topic["partitions"]:
-                key = (topic["topic"], partition["partition"])
-                before, now = self._leaders.get(key), partition["leader"]
-                self._leaders[key] = now
+        for topic, leaders in topics.items():
+            for partition, now in enumerate(leaders):
+                before = self._leaders.get((topic, partition))
+                self._leaders[topic, partition] = now
                 if before is not None and before != now:
-                    moves[before, now][topic["topic"]].append(partition["partition"])
+                    moves[before, now][topic].append(partition)
         for (before, now), partitions in moves.items():
             named = "; ".join(f"{topic} partition(s) {', '.join(map(str, sorted(numbers)))}"
                               for topic, numbers in sorted(partitions.items()))  # fmt: skip

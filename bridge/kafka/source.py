@@ -7,10 +7,20 @@ that offset. At start every served topic begins at its live end; partitions
 and topics that appear later begin at their first offset, since every record
 in them is new.
 
-A watchdog (watchdog.py) asks the broker for the log end offsets over a
+A watchdog (watchdog.py) asks the broker for the end offsets over a
 client of its own; when records wait past positions that do not move for
 ``--stall-seconds``, the consumer is replaced by a new one, seeked to the
 channels' positions: nothing is lost, nothing delivered twice.
+
+Every client reads at ``--isolation-level``. Reading committed records, the
+end is Kafka's last stable offset: a transaction still open holds back the
+records after it, which is neither lag nor a stall.
+
+Topics are known by their Kafka topic id (topics.py). A served topic that is
+gone from the metadata, or is there under another id (deleted and created
+again), is dropped: its streams end with a ``deleted`` event; a topic of that
+name that exists again is a new one, read from its first offset. A fetch past
+a partition's end (its offsets went back) makes the watcher look at once.
 """
 
 from __future__ import annotations
@@ -23,13 +33,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
 from bridge.kafka.leaders import Leaders
+from bridge.kafka.topics import TopicInfo, describe_topics
 from bridge.kafka.watchdog import StallDetector
+from bridge.wire.cursor import topic_tag
 
 logger = logging.getLogger("bridge.source")  # the name operators' log filters know
 
@@ -69,8 +81,10 @@ class KafkaSource:
 
     def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any]) -> None:
         self._settings = settings
-        self._kafka = kafka  # kafkaclient.client_options: brokers, SASL, TLS
+        self._kafka = kafka  # client.client_options: brokers, SASL, TLS
         self._hub = hub
+        self._topic_ids: dict[str, bytes] = {}  # of the topics with a channel
+        self._look_now = asyncio.Event()  # the reader asks the watcher not to wait for its interval
         self._tasks: list[asyncio.Task[None]] = []
         self.assigned = False  # the first discovery is done: served topics are known
         self.reachable = False  # the last metadata request was answered
@@ -83,26 +97,42 @@ class KafkaSource:
         return self.assigned and self.reachable and self.failed is None
 
     def end_offset(self, topic: str, partition: int) -> int | None:
-        """The partition's log end offset as of the consumer's last fetch
-        (no request); None until the partition has been fetched."""
+        """Where the partition's readable records end as of the consumer's last
+        fetch (no request): the last stable offset when reading committed
+        records, the log end offset otherwise; None until fetched."""
+        tp = TopicPartition(topic, partition)
+        end: int | None = self._consumer.highwater(tp)
+        if self._settings.isolation_level == "read_committed" and end is not None:
+            stable: int | None = self._consumer.last_stable_offset(tp)
+            return stable if stable is not None and stable >= 0 else end
+        return end
+
+    def log_end_offset(self, topic: str, partition: int) -> int | None:
+        """The partition's log end offset as of the consumer's last fetch; None until fetched."""
         end: int | None = self._consumer.highwater(TopicPartition(topic, partition))
         return end
 
     def start(self) -> None:
         """Begin in background tasks; aiokafka's clients must be made on the running loop."""
         self._consumer = self._new_consumer()
-        # The watchdog's own client: a stalled consumer's connection cannot be trusted to tell.
-        self._probe = AIOKafkaConsumer(**self._kafka, group_id=None, enable_auto_commit=False,
-                                       request_timeout_ms=METADATA_TIMEOUT_MS)  # fmt: skip
-        self._admin = AIOKafkaAdminClient(**self._kafka, request_timeout_ms=METADATA_TIMEOUT_MS)
+        self._probe = self._new_probe()
+        self._client = AIOKafkaClient(**self._kafka, request_timeout_ms=METADATA_TIMEOUT_MS)
         self._assigning = asyncio.Lock()  # the watcher's assignments and the watchdog's replacements take turns
         self._start_task(self._run(), "kafka-source")
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            **self._kafka, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, fetch_min_bytes=FETCH_MIN_BYTES,
+            **self._kafka, group_id=None, enable_auto_commit=False, isolation_level=self._settings.isolation_level,
+            # "none": a fetch out of range raises (_out_of_range), never moves a position silently
+            auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, fetch_min_bytes=FETCH_MIN_BYTES,
         )  # fmt: skip
+
+    def _new_probe(self) -> AIOKafkaConsumer:
+        """The watchdog's own client: a stalled consumer's connection cannot be trusted to tell.
+        At the same isolation level: its end offsets are where the reader can get to."""
+        return AIOKafkaConsumer(**self._kafka, group_id=None, enable_auto_commit=False,
+                                isolation_level=self._settings.isolation_level,
+                                request_timeout_ms=METADATA_TIMEOUT_MS)  # fmt: skip
 
     def _start_task(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
@@ -123,7 +153,7 @@ class KafkaSource:
                 await task
         await self._consumer.stop()
         await self._probe.stop()
-        await self._admin.close()
+        await self._client.close()
 
     async def _run(self) -> None:
         await self._connect()
@@ -133,15 +163,44 @@ class KafkaSource:
 
     async def _read(self) -> None:
         while True:
-            batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_RECORDS)
+            try:
+                batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_RECORDS)
+            except OffsetOutOfRangeError as error:
+                await self._out_of_range(error.args[0])
+                continue
             # From here to the next getmany no await: a replacement cancels the reader only between batches.
             by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
             for partition, records in batch.items():
                 by_topic[partition.topic].extend(records)
             for topic, records in by_topic.items():
-                channel = self._hub.channels[topic]
+                channel = self._hub.channels.get(topic)
+                if channel is None:  # fetched before its topic was deleted: not the channel's any more
+                    continue
                 channel.stats.records_consumed += len(records)
                 channel.publish(records)
+
+    async def _out_of_range(self, positions: Mapping[TopicPartition, int]) -> None:
+        """A fetch asked for offsets a partition does not have. Below its log
+        start (retention went past the reader): on from the first offset kept.
+        Past its end (the topic was deleted and created again, or the log was
+        truncated): that partition waits for the watcher, asked to look now."""
+        consumer = self._consumer
+        try:
+            starts = await consumer.beginning_offsets(list(positions))
+        except KafkaError:  # the topic may be gone: the watcher tells
+            starts = {}
+        for tp, offset in positions.items():
+            if tp not in consumer.assignment():  # dropped by the watcher meanwhile
+                continue
+            if tp in starts and offset < starts[tp]:
+                logger.warning("%s[%d]: records from %d to %d were deleted before they were read",
+                               tp.topic, tp.partition, offset, starts[tp])  # fmt: skip
+                consumer.seek(tp, starts[tp])
+            else:
+                logger.warning("%s[%d] ends before offset %d: the topic may have been created again",
+                               tp.topic, tp.partition, offset)  # fmt: skip
+                consumer.pause(tp)
+                self._look_now.set()
 
     async def _start_client(self, start: Callable[[], Awaitable[object]]) -> None:
         """Start an aiokafka client, retrying while Kafka cannot be reached."""
@@ -162,7 +221,7 @@ class KafkaSource:
 
     async def _connect(self) -> None:
         """Start the clients and make the first assignment (the bridge may start before the broker)."""
-        for start in (self._admin.start, self._consumer.start, self._probe.start):
+        for start in (self._client.bootstrap, self._consumer.start, self._probe.start):
             await self._start_client(start)
         while not self.assigned:
             await self._refresh()
@@ -179,6 +238,7 @@ class KafkaSource:
                 ends = await self._probe.end_offsets(assigned)
             except KafkaError:
                 detector.reset()  # Kafka unreachable is not a stall; the reader's own retries deal with it
+                await self._renew_probe()
                 continue
             positions = {tp: await self._consumer.position(tp) for tp in assigned}
             if detector.stalled(positions, ends, loop.time()):
@@ -188,6 +248,14 @@ class KafkaSource:
                 await self._replace_consumer()
                 detector.reset()
 
+    async def _renew_probe(self) -> None:
+        """A new probe for the next look. aiokafka gives up on the answer at the
+        same moment the connection would time out, and when giving up comes
+        first the connection stays open: a silenced one would fail every look."""
+        stale, self._probe = self._probe, self._new_probe()
+        await stale.stop()
+        await self._start_client(self._probe.start)
+
     async def _replace_consumer(self) -> None:
         async with self._assigning:
             self._reader.cancel()
@@ -196,30 +264,34 @@ class KafkaSource:
             stalled, self._consumer = self._consumer, self._new_consumer()
             await stalled.stop()
             await self._start_client(self._consumer.start)
-            partitions = {TopicPartition(topic, partition): offset for topic, channel in self._hub.channels.items()
-                          for partition, offset in enumerate(channel.position)}  # fmt: skip
-            self._consumer.assign(list(partitions))
-            for tp, offset in partitions.items():
-                self._consumer.seek(tp, offset)
+            self._consumer.assign([TopicPartition(topic, partition) for topic, channel in self._hub.channels.items()
+                                   for partition in range(len(channel.position))])  # fmt: skip
+            self._seek_to_channels()
             self.consumer_restarts += 1
             self._reader = self._start_task(self._read(), "kafka-reader")
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.metadata_interval)
+            try:
+                await asyncio.wait_for(self._look_now.wait(), self._settings.metadata_interval)
+                asked = True
+            except TimeoutError:
+                asked = False
+            self._look_now.clear()
             await self._refresh()
+            if not asked:
+                # Partitions paused past their end (_out_of_range) whose topic is still
+                # the same one (a truncated log): fetched again once per interval.
+                self._consumer.resume(*self._consumer.paused())
 
     async def _refresh(self) -> None:
         try:
-            topics = await self._describe_topics()
-            counts = {
-                topic["topic"]: len(topic["partitions"])
-                for topic in topics
-                if topic["error_code"] == 0 and self._settings.serves(topic["topic"])
-            }
-            self.leaders.observe(topic for topic in topics if topic["topic"] in counts)
+            topics = {name: info for name, info in (await self._describe_topics()).items()
+                      if self._settings.serves(name)}  # fmt: skip
+            self.leaders.observe({name: info.leaders for name, info in topics.items()})
             async with self._assigning:
-                await self._assign(counts)
+                self._drop_deleted(topics)
+                await self._assign({name: info for name, info in topics.items() if info.error_code == 0})
         except KafkaError as error:
             if self.reachable:
                 logger.warning("Kafka metadata request failed: %s", error)
@@ -230,35 +302,55 @@ class KafkaSource:
         self.reachable = True
         self.assigned = True
 
-    async def _describe_topics(self) -> list[Any]:
+    async def _describe_topics(self) -> dict[str, TopicInfo]:
         loop = asyncio.get_running_loop()
         deadline, tries = loop.time() + METADATA_TIMEOUT_MS / 1000, 1
         while True:
             try:
-                return await self._admin.describe_topics()
+                return await describe_topics(self._client)
             except KafkaError:
                 if tries == METADATA_TRIES or loop.time() > deadline:
                     raise
                 tries += 1
 
-    async def _assign(self, partition_counts: dict[str, int]) -> None:
+    def _drop_deleted(self, topics: Mapping[str, TopicInfo]) -> None:
+        """Drop the channels of topics that Kafka no longer has, or has under
+        another topic id; no await, as for every change of assignment."""
+        gone = [topic for topic in self._hub.channels
+                if topic not in topics or topics[topic].topic_id != self._topic_ids[topic]]  # fmt: skip
+        if not gone:
+            return
+        for topic in gone:
+            self._hub.delete_topic(topic)
+            del self._topic_ids[topic]
+            again = " and created again" if topic in topics else ""
+            logger.warning("topic %s was deleted%s: its streams were told and ended", topic, again)
+        consumer = self._consumer
+        consumer.assign([tp for tp in consumer.assignment() if tp.topic not in gone])
+        self._seek_to_channels()
+
+    def _seek_to_channels(self) -> None:
+        """Every partition to its channel's position: ``assign()`` forgets them all."""
+        for topic, channel in self._hub.channels.items():
+            for partition, offset in enumerate(channel.position):
+                self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    async def _assign(self, topics: Mapping[str, TopicInfo]) -> None:
         """Assign every partition of every served topic, keeping the exact
         position of those already read, starting new ones where they belong."""
+        consumer = self._consumer
         fresh: list[TopicPartition] = []
-        for topic, count in partition_counts.items():
+        for topic, info in topics.items():
             channel = self._hub.channels.get(topic)
             known = len(channel.position) if channel else 0
-            fresh.extend(TopicPartition(topic, partition) for partition in range(known, count))
+            fresh.extend(TopicPartition(topic, partition) for partition in range(known, info.partitions))
         if not fresh:
             return
-        consumer = self._consumer
         # At start, the live end; later, new partitions and topics hold only new records.
         starts = await (consumer.beginning_offsets(fresh) if self.assigned else consumer.end_offsets(fresh))
         # From here on no await: the reader must see partitions, positions and channels change together.
         consumer.assign([*consumer.assignment(), *fresh])
-        for topic, channel in self._hub.channels.items():
-            for partition, offset in enumerate(channel.position):
-                consumer.seek(TopicPartition(topic, partition), offset)
+        self._seek_to_channels()
         added: dict[str, list[int]] = defaultdict(list)
         for tp in fresh:
             consumer.seek(tp, starts[tp])
@@ -266,7 +358,8 @@ class KafkaSource:
         for topic, offsets in added.items():
             channel = self._hub.channels.get(topic)
             if channel is None:
-                self._hub.open_channel(topic, offsets)
+                self._topic_ids[topic] = topics[topic].topic_id
+                self._hub.open_channel(topic, offsets, topic_tag(topics[topic].topic_id))
             else:
                 channel.add_partitions(offsets)
             logger.info("serving %s: %d new partition(s) from offsets %s", topic, len(offsets), offsets)

@@ -27,7 +27,8 @@ BINARY = "binary"
 GAP = "gap"
 RESET = "reset"
 REAUTH = "reauth"
-RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, REAUTH, "message"})
+DELETED = "deleted"
+RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, REAUTH, DELETED, "message"})
 MAX_TYPE_LENGTH = 64
 
 
@@ -91,10 +92,27 @@ def gap_event(topic: str, lost: Sequence[tuple[int, int, int]]) -> bytes:
 
 def reset_event(topic: str, ahead: Sequence[tuple[int, int, int]]) -> bytes:
     """``event: reset``: the id asked for offsets past the end of these
-    partitions (a forged id, or the topic was deleted and created again);
-    they go on from ``end``, the live position."""
+    partitions (a forged id, or an untagged id of a topic deleted and created
+    again); they go on from ``end``, the live position."""
     partitions = [{"partition": partition, "requested": requested, "end": end} for partition, requested, end in ahead]
     return sse.format_event(data=orjson.dumps({"topic": topic, "partitions": partitions}), event=RESET)
+
+
+def recreated_event(topic: str, requested: Sequence[int]) -> bytes:
+    """``event: reset`` with ``"reason": "recreated"``: the id was issued for
+    an earlier topic of this name (its tag names another topic id). The stream
+    goes on from the new topic's first offsets (``end`` 0): all of its records
+    are new to the client."""
+    listed = [{"partition": p, "requested": offset, "end": 0} for p, offset in enumerate(requested)]
+    body = {"topic": topic, "reason": "recreated", "partitions": listed}
+    return sse.format_event(data=orjson.dumps(body), event=RESET)
+
+
+def deleted_event(topic: str) -> bytes:
+    """``event: deleted``, data ``{"topic": name}``: the topic was deleted from
+    Kafka; the stream ends next (a reconnect gets ``404 unknown_topic`` until a
+    topic of that name exists again). No id."""
+    return sse.format_event(data=orjson.dumps({"topic": topic}), event=DELETED)
 
 
 def reauth_event(reason: str) -> bytes:

@@ -88,7 +88,8 @@ async def test_page_reconnects_by_itself_and_gets_the_missed_records_once(
     before = numbered(0, 30)
     sent_before = await cluster.produce(topic, before)
     await expect(count).to_have_text(str(len(before)), timeout=WAIT_MS)
-    seen_id = cursors.encode(cursor_after(sent_before))
+    tag = await cluster.tag(topic)
+    seen_id = cursors.encode(cursor_after(sent_before), tag)
     await expect(last_id).to_have_text(seen_id)
 
     # The connection is closed under the page; its reconnect is held at the
@@ -113,7 +114,7 @@ async def test_page_reconnects_by_itself_and_gets_the_missed_records_once(
     sent_after = await cluster.produce(topic, after)
     values, sent = [*before, *missed, *after], [*sent_before, *sent_missed, *sent_after]
     await expect(count).to_have_text(str(len(values)), timeout=WAIT_MS)
-    await expect(last_id).to_have_text(cursors.encode(cursor_after(sent)))
+    await expect(last_id).to_have_text(cursors.encode(cursor_after(sent), tag))
 
     shown = await page.locator("#records .data").all_text_contents()  # newest first
     arrived = shown[::-1]

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from bridge.wire import cursor as cursors
-from tests.support.bridgeproc import BridgeProcess, dechunk, open_stream
+from tests.support.bridgeproc import BridgeProcess, dechunk, open_stream, untagged
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.sseparse import Event, Parser
 
@@ -187,7 +187,7 @@ async def test_cursor_past_the_end_is_reported_with_a_reset_event(bridge: Bridge
     assert reset.type == "reset"
     assert orjson.loads(reset.data) == {"topic": topic, "partitions": [{"partition": 1, "requested": 500, "end": 0}]}
     assert after.data == "after"
-    assert after.id == "0.1.0"
+    assert untagged(after.id) == "0.1.0"
 
 
 async def test_slow_subscriber_is_disconnected_while_a_fast_one_keeps_up(

@@ -7,7 +7,9 @@ fails loudly instead of being tested half):
 - the upstream's ``server bridge:8000 resolve …`` (Docker's DNS name, and
   ``resolve``, which needs nginx >= 1.27.3) becomes one ``server`` per
   bridge process on loopback, with the same parameters;
-- ``listen 80`` becomes a free loopback port;
+- ``listen 80`` and ``listen 443 …`` become free loopback ports;
+- the certificate paths become a directory of the prefix, where the
+  ``lb-cert`` service's script (``self-signed-cert.sh``) makes the pair;
 - the http block gets temp paths under the prefix directory, so nginx needs
   nothing outside it; and, when asked, ``proxy_ignore_headers
   X-Accel-Buffering`` so that only nginx's own settings decide buffering.
@@ -33,11 +35,16 @@ from tests.support.serving import wait_until_serving
 NGINX_DIR = ROOT / "config" / "nginx"
 UPSTREAM_SERVER = re.compile(r"server\s+bridge:(?P<port>\d+)\s+resolve(?P<parameters>[^;]*);")
 LISTEN = re.compile(r"listen\s+80;")
+LISTEN_TLS = re.compile(r"listen\s+443(?P<parameters>\s[^;]*);")
+CERTIFICATE = re.compile(r"ssl_certificate\s+/etc/nginx/tls/(?P<file>[^;]+);")
+CERTIFICATE_KEY = re.compile(r"ssl_certificate_key\s+/etc/nginx/tls/(?P<file>[^;]+);")
 HTTP_BLOCK = re.compile(r"^http\s*\{", re.MULTILINE)
+CERTIFICATE_SCRIPT = "self-signed-cert.sh"  # what the lb-cert service runs
 
 
 def _replace_once(pattern: re.Pattern[str], replacement: str, text: str) -> str:
-    changed, count = pattern.subn(lambda _: replacement, text)
+    """``pattern`` replaced by ``replacement``, a template of its groups (``\\g<name>``)."""
+    changed, count = pattern.subn(lambda match: match.expand(replacement), text)
     assert count == 1, f"config/nginx/nginx.conf: expected exactly one match of {pattern.pattern!r}, found {count}"
     return changed
 
@@ -49,8 +56,17 @@ def upstream_port() -> int:
     return int(match["port"])
 
 
-def render(prefix: Path, upstream_ports: Sequence[int], port: int, *, ignore_accel_buffering: bool = False) -> Path:
-    """config/nginx/ for loopback, in ``prefix``; returns the main file."""
+def make_certificate(folder: Path) -> str:
+    """What the lb-cert service does: the script makes (or keeps) the pair in ``folder``; returns what it said."""
+    made = subprocess.run([tool("sh"), str(NGINX_DIR / CERTIFICATE_SCRIPT), str(folder)],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert made.returncode == 0, f"{CERTIFICATE_SCRIPT} fails:\n{made.stdout}{made.stderr}"
+    return made.stdout
+
+
+def render(prefix: Path, upstream_ports: Sequence[int], port: int, tls_port: int, *,
+           ignore_accel_buffering: bool = False) -> Path:  # fmt: skip
+    """config/nginx/ for loopback, in ``prefix``, its certificate in ``prefix/tls``; returns the main file."""
     for source in NGINX_DIR.iterdir():
         shutil.copy(source, prefix / source.name)
     text = (NGINX_DIR / "nginx.conf").read_text()
@@ -59,6 +75,10 @@ def render(prefix: Path, upstream_ports: Sequence[int], port: int, *, ignore_acc
     servers = "\n        ".join(f"server 127.0.0.1:{p}{parameters['parameters']};" for p in upstream_ports)
     text = _replace_once(UPSTREAM_SERVER, servers, text)
     text = _replace_once(LISTEN, f"listen 127.0.0.1:{port};", text)
+    text = _replace_once(LISTEN_TLS, f"listen 127.0.0.1:{tls_port}\\g<parameters>;", text)
+    text = _replace_once(CERTIFICATE, f"ssl_certificate {prefix}/tls/\\g<file>;", text)
+    text = _replace_once(CERTIFICATE_KEY, f"ssl_certificate_key {prefix}/tls/\\g<file>;", text)
+    make_certificate(prefix / "tls")
     local = [f"{name}_temp_path {prefix / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")]
     if ignore_accel_buffering:
         local.append("proxy_ignore_headers X-Accel-Buffering;")
@@ -73,19 +93,26 @@ class Nginx:
     upstream_ports: Sequence[int]
     ignore_accel_buffering: bool = False
     port: int = field(default_factory=free_port)
+    tls_port: int = field(default_factory=free_port)
     prefix: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="nginx-")))
     process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.prefix.chmod(0o755)  # workers may run as an unprivileged user
-        self.config = render(self.prefix, self.upstream_ports, self.port,
+        self.config = render(self.prefix, self.upstream_ports, self.port, self.tls_port,
                              ignore_accel_buffering=self.ignore_accel_buffering)  # fmt: skip
         self.access_log = self.prefix / "stdout.log"
         self.error_log = self.prefix / "stderr.log"
 
     @property
     def url(self) -> str:
+        """The HTTP/1.1 listener."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        """The HTTPS listener (HTTP/2, or HTTP/1.1 by ALPN), with a self-signed certificate."""
+        return f"https://127.0.0.1:{self.tls_port}"
 
     def command(self, *extra: str) -> list[str]:
         return [tool("nginx"), "-p", f"{self.prefix}/", "-e", str(self.error_log), "-c", str(self.config),

@@ -56,13 +56,18 @@ def compose_services() -> dict[str, dict[str, Any]]:
     return services
 
 
-def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
-    """A service's bind mounts, container path → host path (absolute after ``docker-compose config``)."""
-    mounts: dict[str, Path] = {}
+def volumes(service: dict[str, Any]) -> dict[str, str]:
+    """A service's mounts, container path → host path (absolute after ``docker-compose config``) or volume name."""
+    mounts: dict[str, str] = {}
     for volume in service.get("volumes", []):
         source, target, *_ = volume.split(":") if isinstance(volume, str) else (volume["source"], volume["target"])
-        mounts[target] = Path(source)
+        mounts[target] = source
     return mounts
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """A service's bind mounts (not its named volumes), container path → host path."""
+    return {target: Path(source) for target, source in volumes(service).items() if source.startswith("/")}
 
 
 def host_path(service: dict[str, Any], container_path: str) -> Path | None:

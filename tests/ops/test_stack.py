@@ -32,6 +32,7 @@ from bridge.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from bridge.kafka.local import LocalKafka
 from tests.ops import nginxproc
 from tests.ops.nginxproc import Nginx
+from tests.ops.replicas import serving_replica, until
 from tests.ops.stackfiles import (
     DOCKERIGNORE,
     ROOT,
@@ -41,8 +42,9 @@ from tests.ops.stackfiles import (
     host_path,
     ignored_by_dockerignore,
     load_yaml,
+    volumes,
 )
-from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.bridgeproc import BridgeProcess, open_stream, untagged
 from tests.support.cluster import Cluster
 from tests.support.sseparse import Event
 
@@ -182,7 +184,11 @@ def test_the_image_is_small_unprivileged_and_builds_from_what_its_context_holds(
                for path in (ROOT / name).rglob("*") if path.is_file() and "__pycache__" not in path.parts]  # fmt: skip
     assert "bridge/static/index.html" in package
     copied = dockerfile.build_stage_copies()
-    for needed in ["pyproject.toml", pyproject["project"]["readme"], *package]:
+    # The dependencies are the lock's, hashes checked (scripts/lock); then the project alone, on top.
+    installs = [run for run in dockerfile.all("RUN", 0) if " install " in run]
+    assert installs == ["/opt/venv/bin/pip install --require-hashes -r requirements/service.txt",
+                        "/opt/venv/bin/pip install --no-deps ."], installs  # fmt: skip
+    for needed in ["pyproject.toml", pyproject["project"]["readme"], "requirements/service.txt", *package]:
         assert not ignored_by_dockerignore(needed, rules), f".dockerignore leaves {needed} out of the context"
         assert any(needed == source or needed.startswith(source.rstrip("/") + "/") for source in copied), needed
     for unwanted in [".git/HEAD", ".venv/bin/python", "tests/conftest.py", "bridge/__pycache__/app.cpython-311.pyc"]:
@@ -422,7 +428,31 @@ def test_nginx_accepts_the_compose_configuration() -> None:
     lb = compose_services()["lb"]
     command = lb["command"]
     assert host_path(lb, command[command.index("-c") + 1]) == nginxproc.NGINX_DIR / "nginx.conf"
-    assert list(published_ports(lb).values()) == [80], "the lb service publishes what `listen 80` serves"
+    assert list(published_ports(lb).values()) == [80, 443], "the lb service publishes what nginx listens on"
+    # nginx reads the certificate from the volume where lb-cert, before it, makes one with the tested script
+    cert = compose_services()["lb-cert"]
+    tls_dir = "/etc/nginx/tls"
+    assert f"ssl_certificate {tls_dir}/tls.crt;" in compose_text
+    assert volumes(lb)[tls_dir] == volumes(cert)[tls_dir], "lb and lb-cert do not share the certificate's volume"
+    assert lb["depends_on"]["lb-cert"] == {"condition": "service_completed_successfully"}
+    script = [*cert["entrypoint"], *cert["command"]]
+    assert host_path(cert, script[1]) == nginxproc.NGINX_DIR / nginxproc.CERTIFICATE_SCRIPT
+    assert script[2:] == [tls_dir], script
+
+
+def test_lb_cert_makes_a_self_signed_certificate_once_and_keeps_it(tmp_path: Path) -> None:
+    ours = tmp_path / "made"
+    assert "made" in nginxproc.make_certificate(ours)
+    names = subprocess.run(["openssl", "x509", "-in", str(ours / "tls.crt"), "-noout", "-ext", "subjectAltName"],
+                           capture_output=True, text=True, timeout=30, check=True).stdout  # fmt: skip
+    assert all(name in names for name in ("DNS:localhost", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1"))
+    assert oct((ours / "tls.key").stat().st_mode & 0o777) == oct(0o600)
+    first = (ours / "tls.crt").read_bytes()
+    assert "keeping" in nginxproc.make_certificate(ours)
+    assert (ours / "tls.crt").read_bytes() == first, "a restart replaced the certificate browsers accepted"
+    (ours / "tls.key").unlink()  # half a pair is no pair: made again
+    assert "made" in nginxproc.make_certificate(ours)
+    assert (ours / "tls.crt").read_bytes() != first
 
 
 SMALL_OUTBOX = 64 * 1024  # so that a browser that stops reading is cut after a few MB, not hundreds
@@ -451,16 +481,6 @@ async def lb(replicas: list[BridgeProcess]) -> AsyncIterator[Nginx]:
         nginx.stop()
 
 
-async def until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``condition`` holds; fails after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
-
-
 async def test_a_stream_passes_through_nginx_unbuffered(lb: Nginx, cluster: Cluster, topic: str) -> None:
     # open_stream waits for the response head without a timeout: a proxy holding it back must fail the test
     async with asyncio.timeout(20), open_stream(lb.url, topic) as client:
@@ -473,17 +493,10 @@ async def test_a_stream_passes_through_nginx_unbuffered(lb: Nginx, cluster: Clus
         await cluster.produce(topic, [b"through nginx"], partition_of=[1])
         event = await client.next_event(timeout=5)
         assert time.monotonic() - sent < 2, "an event took more than 2 s through nginx"
-        assert (event.data, event.id) == ("through nginx", "0.1.0")
+        assert (event.data, untagged(event.id)) == ("through nginx", "0.1.0")
         comments = len(client.parser.comments)
         # idle: a heartbeat comment every second (--heartbeat 1 in tests) comes through too
         await until(lambda: len(client.parser.comments) > comments, 3, "a heartbeat through nginx")
-
-
-def serving_replica(replicas: Sequence[BridgeProcess], topic: str) -> BridgeProcess:
-    """The replica that answers the stream of ``topic`` (uvicorn logs a response as it starts)."""
-    served = [replica for replica in replicas if f"GET /sse/{topic} HTTP/1.1" in replica.log()]
-    assert len(served) == 1, [replica.log() for replica in replicas]
-    return served[0]
 
 
 async def test_a_browser_cut_by_a_replica_shutdown_resumes_exactly_on_the_other_through_nginx(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -17,9 +18,17 @@ from pathlib import Path
 import httpx
 
 from bridge.kafka.local import free_port
+from bridge.wire import cursor as cursors
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.serving import wait_until_serving
 from tests.support.sseparse import Event, Parser
+
+TAGS = re.compile(cursors.TAG_SEPARATOR + cursors.TAG.pattern)
+
+
+def untagged(id: str) -> str:
+    """An event id without its topics' tags: the offsets alone, as tests compute them."""
+    return TAGS.sub("", id)
 
 
 @dataclass
@@ -137,10 +146,11 @@ class Stream:
         deadline = time.monotonic() + timeout
         return [await self.next_event(max(0.01, deadline - time.monotonic())) for _ in range(count)]
 
-    async def last_id_becomes(self, expected: str, timeout: float = 10.0) -> None:
-        """Until the stream's last event id is ``expected``, events or id-only frames alike."""
+    async def last_cursor_becomes(self, expected: str, timeout: float = 10.0) -> None:
+        """Until the stream's last event id, its topics' tags aside, is ``expected``:
+        events or id-only frames alike."""
         async with asyncio.timeout(timeout):
-            while self.parser.last_event_id != expected:
+            while untagged(self.parser.last_event_id) != expected:
                 self._fed.clear()
                 await self._fed.wait()
 

@@ -8,6 +8,10 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
+from aiokafka.client import AIOKafkaClient
+
+from bridge.kafka.topics import describe_topics
+from bridge.wire import cursor as cursors
 
 TOPIC_PREFIX = "test-"
 
@@ -40,6 +44,19 @@ class Cluster:
         async with self._admin() as admin:
             await admin.create_topics([new])
         return name
+
+    async def delete_topic(self, name: str) -> None:
+        async with self._admin() as admin:
+            await admin.delete_topics([name])
+
+    async def tag(self, name: str) -> str:
+        """The tag of the topic's Kafka id, as the bridge puts it in event ids."""
+        client = AIOKafkaClient(bootstrap_servers=self.bootstrap_servers)
+        await client.bootstrap()
+        try:
+            return cursors.topic_tag((await describe_topics(client))[name].topic_id)
+        finally:
+            await client.close()
 
     async def add_partitions(self, name: str, total: int) -> None:
         async with self._admin() as admin:

@@ -4,7 +4,7 @@ tests/integration/test_metrics.py checks the numbers after real traffic."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,11 +22,15 @@ class Kafka:
     """What the collector reads of the Kafka source."""
 
     end_offsets: Mapping[tuple[str, int], int]
+    log_end_offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)  # past an open transaction
     reachable: bool = True
     ready: bool = True
 
     def end_offset(self, topic: str, partition: int) -> int | None:
         return self.end_offsets.get((topic, partition))
+
+    def log_end_offset(self, topic: str, partition: int) -> int | None:
+        return self.log_end_offsets.get((topic, partition), self.end_offset(topic, partition))
 
 
 def channel() -> Channel:
@@ -67,7 +71,7 @@ async def test_the_collector_reads_counters_and_state_at_scrape_time() -> None:
     hub.channels["quiet"].stats.heartbeats = 3
     catchups = CatchUps(Settings(), {})
     catchups.running, catchups.waiting = 1, 2
-    registry = create_registry(hub, Kafka({("t", 0): 9, ("t", 1): 8}, ready=False), catchups)
+    registry = create_registry(hub, Kafka({("t", 0): 9, ("t", 1): 8}, {("t", 0): 12}, ready=False), catchups)
 
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(f"kafka_sse_bridge_{name}", labels)
@@ -84,6 +88,9 @@ async def test_the_collector_reads_counters_and_state_at_scrape_time() -> None:
     assert value("consumer_lag_records", topic="t", partition="0") == 9 - 7
     assert value("consumer_lag_records", topic="t", partition="1") == 8 - 8
     assert value("consumer_lag_records", topic="quiet", partition="0") is None  # not fetched yet
+    assert value("open_transaction_offsets", topic="t", partition="0") == 12 - 9
+    assert value("open_transaction_offsets", topic="t", partition="1") == 0
+    assert value("open_transaction_offsets", topic="quiet", partition="0") is None
     assert value("heartbeats_total") == 7
     assert value("catchups_in_progress") == 1
     assert value("catchups_waiting") == 2

@@ -1,25 +1,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pytest
 
 from bridge.kafka.leaders import Leaders
 
 
-def topic(name: str, *leaders: int) -> dict[str, Any]:
-    """A topic as aiokafka's describe_topics gives it, with the leader of each partition."""
-    return {"topic": name, "partitions": [{"partition": p, "leader": leader} for p, leader in enumerate(leaders)]}
-
-
 def test_a_move_is_logged_once_with_its_brokers_and_partitions(caplog: pytest.LogCaptureFixture) -> None:
     leaders = Leaders()
     with caplog.at_level(logging.INFO, logger="bridge.source"):
-        leaders.observe([topic("orders", 1, 1, 2), topic("prices", 1)])
+        leaders.observe({"orders": [1, 1, 2], "prices": [1]})
         assert caplog.messages == []  # the first look only learns the leaders
         for _ in range(3):  # the watcher looks again and again: the move is told the first time only
-            leaders.observe([topic("orders", 2, 3, 2), topic("prices", 2)])
+            leaders.observe({"orders": [2, 3, 2], "prices": [2]})
     assert caplog.messages == [
         "Kafka leader moved from broker 1 to broker 2: orders partition(s) 0; prices partition(s) 0",
         "Kafka leader moved from broker 1 to broker 3: orders partition(s) 1",
@@ -28,11 +22,11 @@ def test_a_move_is_logged_once_with_its_brokers_and_partitions(caplog: pytest.Lo
 
 def test_partitions_without_a_leader_are_counted_and_told(caplog: pytest.LogCaptureFixture) -> None:
     leaders = Leaders()
-    leaders.observe([topic("orders", 1, 1, 2)])
+    leaders.observe({"orders": [1, 1, 2]})
     with caplog.at_level(logging.INFO, logger="bridge.source"):
-        leaders.observe([topic("orders", -1, -1, 2)])
+        leaders.observe({"orders": [-1, -1, 2]})
         assert leaders.without_leader == 2
-        leaders.observe([topic("orders", 3, 3, 2)])
+        leaders.observe({"orders": [3, 3, 2]})
     assert leaders.without_leader == 0
     assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
         ("WARNING", "Kafka leader lost: broker 1 led orders partition(s) 0, 1, no broker leads them now"),
