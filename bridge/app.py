@@ -27,6 +27,7 @@ from bridge.kafka.client import client_options
 from bridge.kafka.source import KafkaSource
 from bridge.metrics import FaultsCollector, create_registry, exposition
 from bridge.wire import cursor as cursors
+from bridge.wire.events import CONTROL_TYPES
 from bridge.wire.filters import FilterError, parse_filter
 from bridge.wire.formats import Format
 
@@ -126,15 +127,18 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(body, media_type=content_type)
 
     @app.get("/topics")
-    async def topics() -> dict[str, list[dict[str, object]]]:
-        """The served topics: partitions, the bridge's position in each and
-        each one's log end offset as of the bridge's last fetch."""
+    async def topics() -> dict[str, object]:
+        """The served topics: partitions, the bridge's position in each, each
+        one's log end offset as of the bridge's last fetch and the event types
+        its type header gave recent records; and what the page at / needs: the
+        topics it opens with (``--page-topics``) and the control event types."""
         served = [
             {"topic": name, "partitions": len(channel.position), "position": channel.position,
-             "end_offsets": [source.end_offset(name, p) or offset for p, offset in enumerate(channel.position)]}
+             "end_offsets": [source.end_offset(name, p) or offset for p, offset in enumerate(channel.position)],
+             "event_types": channel.named_event_types()}
             for name, channel in sorted(hub.channels.items())
         ]  # fmt: skip
-        return {"topics": served}
+        return {"topics": served, "page_topics": settings.page_topics, "control_events": sorted(CONTROL_TYPES)}
 
     def event_stream(request: Request, topics: Sequence[str], raw_id: str | None, since: str | None,
                      format: Format | None) -> EventStream | JSON:  # fmt: skip
@@ -178,7 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
         ``Last-Event-ID`` header (or ``lastEventId`` query parameter), or
         starting at ``since`` (ISO-8601 time, epoch milliseconds or
         ``earliest``); an event id wins over ``since``. Filters (``key``,
-        ``header.NAME``, ``where``) and ``format`` as in the README's "Subscribing"."""
+        ``header.NAME``, ``where``) and ``format`` as in docs/subscribing.md."""
         return event_stream(request, [topic], last_event_id or last_event_id_query, since, format)
 
     @app.get("/sse", response_class=EventStream, status_code=200, response_model=None, responses=STREAM_RESPONSES)

@@ -81,14 +81,16 @@ def _serve(arguments: dict[str, Any]) -> int:
 
 def _dev(host: str, port: int) -> int:
     server.configure_logging("info")
-    kafka = LocalKafka()
+    kafka = LocalKafka(quick_start=True)
     print(f"{PROG} dev: starting Kafka (the first run fetches its jars with Maven)…", flush=True)
     kafka.start()
+    print(f"{PROG} dev: Kafka ready; creating the demo topics and starting the bridge…", flush=True)
     try:
         settings = load_settings(
             {
                 "bootstrap_servers": kafka.bootstrap_servers,
                 "topics": "demo.*",
+                "page_topics": list(demo.DEMO_TOPICS),
                 "host": host,
                 "port": port,
                 "metadata_interval": 1.0,

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     format: Literal["raw", "envelope"] = Field(
         default="raw", description="event data when a stream does not ask: raw (the value) or envelope (JSON)"
     )
+    page_topics: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="topics the page at / opens with when its address names none, TOPIC[,TOPIC]; "
+        "none: the first served topic",
+    )
     metadata_interval: float = Field(
         default=5.0, gt=0, le=3600, description="seconds between looks for new topics and partitions"
     )
@@ -141,9 +146,9 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: str = Field(default="", description="PEM key of the client certificate")
     kafka_ssl_check_hostname: bool = Field(default=True, description="check the broker's certificate names its host")
 
-    _split_lists = field_validator("bootstrap_servers", "topics", "jwt_algorithms", "cors_origins", mode="before")(
-        _comma_list
-    )
+    _split_lists = field_validator(
+        "bootstrap_servers", "topics", "page_topics", "jwt_algorithms", "cors_origins", mode="before"
+    )(_comma_list)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,20 @@ from bridge.kafka.local import KAFKA_VERSION, KAFKA_VERSIONS, LocalKafka
 from tests.support.bridgeproc import BridgeProcess
 from tests.support.brokers import Brokers
 from tests.support.cluster import Cluster, unique_topic
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """What the tests and the processes they start write through ``tempfile`` or
+    ``$TMPDIR`` (bridge logs, broker and nginx folders, Chromium's profiles) goes
+    into pytest's own folder for this run, which pytest deletes after three more
+    runs, not into the machine's /tmp. (The broker's JVM keeps its files in the
+    broker's folder: bridge/kafka/local.py.)"""
+    folder = tmp_path_factory.mktemp("tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(folder))
+        patch.setattr(tempfile, "tempdir", str(folder))
+        yield folder
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

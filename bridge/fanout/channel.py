@@ -24,7 +24,7 @@ from bridge.fanout.batch import Batch
 from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.ring import Entry, RingBuffer
 from bridge.wire import cursor as cursors
-from bridge.wire.events import KafkaRecord, record_event
+from bridge.wire.events import KafkaRecord, event_type_from_headers, record_event
 
 
 class Resume(enum.Enum):
@@ -86,6 +86,14 @@ class Channel:
         self.ring.add_partitions(starts)
         for view in tuple(self.views):
             view.attach_caught_up()
+
+    def named_event_types(self, recent: int = 1000) -> list[str]:
+        """The event types the type header gave the topic's last ``recent``
+        records: EventSource delivers only the types a page listens for, so the
+        page asks which (``GET /topics``)."""
+        named = {event_type_from_headers(entry.record.headers, self.type_header)
+                 for entry in self.ring.newest(recent) if entry.record.headers}  # fmt: skip
+        return sorted(name for name in named if name is not None)
 
     def publish(self, records: Sequence[KafkaRecord]) -> None:
         entries = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from itertools import islice
 from typing import NamedTuple
 
 from bridge.wire.cursor import offset_for
@@ -61,6 +62,10 @@ class RingBuffer:
             evicted = self._entries.popleft()
             self._size -= len(evicted.frame)
             self.start[evicted.partition] = evicted.offset + 1
+
+    def newest(self, count: int) -> list[Entry]:
+        """The last ``count`` entries, newest first."""
+        return list(islice(reversed(self._entries), count))
 
     def uncovered(self, cursor: Sequence[int]) -> list[tuple[int, int, int]]:
         """(partition, requested, first replayable) for each partition whose

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -160,12 +160,16 @@ def _port_open(port: int) -> bool:
     return True
 
 
-def new_cluster_id() -> str:
-    """A Kafka cluster id (a UUID in URL-safe base64), made here rather than by a JVM started for it."""
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not cluster_id.startswith("-"):  # Kafka avoids these too: they read as an option on a command line
-            return cluster_id
+# The quick (C1) JIT only: half the start-up CPU, for a tool that runs a second and the demo broker.
+_QUICK_JIT = ("-XX:TieredStopAtLevel=1",)
+
+
+def _cluster_id() -> str:
+    """A cluster id as ``kafka-storage random-uuid`` prints it (16 random bytes in
+    URL-safe base64, not starting with "-"), without starting a JVM for it."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ class Quorum:
     """The KRaft controller quorum of a cluster whose every node is broker and controller."""
 
     controller_ports: Mapping[int, int]  # node id → its controller listener's port
-    cluster_id: str
+    cluster_id: str = field(default_factory=_cluster_id)
 
     @property
     def voters(self) -> str:
@@ -182,10 +186,6 @@ class Quorum:
     @property
     def replication(self) -> int:
         return len(self.controller_ports)
-
-
-# A tool runs for a second or two: the quick compiler alone starts it sooner and takes less CPU.
-_TOOL_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
 
 class LocalKafka:
@@ -204,6 +204,7 @@ class LocalKafka:
         node_id: int = 1,
         quorum: Quorum | None = None,
         heap: str = "768m",
+        quick_start: bool = False,
     ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-sse-bridge-kafka-"))
         self.port = port or free_port()
@@ -211,10 +212,12 @@ class LocalKafka:
         self.advertised_port = advertised_port or self.port
         self.version = version
         self.node_id = node_id
-        self.quorum = quorum or Quorum({node_id: free_port()}, new_cluster_id())
+        self.quorum = quorum or Quorum({node_id: free_port()})
         self.controller_port = self.quorum.controller_ports[node_id]
-        self.heap = heap
         self.sasl_ssl = sasl_ssl
+        # The quick JIT only: ready in about two thirds of the time on 2 cores, and
+        # plenty for a demo's few records a second; the tests and benchmarks want the full JIT.
+        self.jvm_options = (f"-Xmx{heap}", "-XX:+UseSerialGC", *(_QUICK_JIT if quick_start else ()))
         self.sasl_ssl_port = free_port() if sasl_ssl else None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -228,11 +231,13 @@ class LocalKafka:
         return f"127.0.0.1:{self.sasl_ssl_port}"
 
     def _java(self, libs: Path, *args: str, jvm_options: tuple[str, ...] = ()) -> list[str]:
-        log_options = [
+        own_files = [  # everything the JVM writes goes to the workdir, removed with it; no /tmp/hsperfdata_*
             f"-Dkafka.logs.dir={self.workdir}",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            f"-Djava.io.tmpdir={self.workdir}",  # where lz4 and snappy unpack their native libraries
+            "-XX:-UsePerfData",
         ]
-        return ["java", *jvm_options, *log_options, "-cp", f"{libs}/*", *args]
+        return ["java", *jvm_options, *own_files, "-cp", f"{libs}/*", *args]
 
     def _configure(self, libs: Path) -> Path:
         properties = self.workdir / "server.properties"
@@ -270,7 +275,7 @@ class LocalKafka:
         properties.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
         formatted = subprocess.run(
             self._java(libs, "kafka.tools.StorageTool", "format", "-t", self.quorum.cluster_id, "-c", str(properties),
-                       *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else []), jvm_options=_TOOL_JVM),
+                       *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else []), jvm_options=_QUICK_JIT),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if formatted.returncode != 0:
@@ -286,10 +291,9 @@ class LocalKafka:
         the thread that calls this (PR_SET_PDEATHSIG): call it from one that lasts."""
         libs = ensure_jars(self.version)
         properties = self._configure(libs)
-        jvm_options = (f"-Xmx{self.heap}", "-XX:+UseSerialGC")
         with open(self.workdir / "stdout.log", "ab") as out:
             self.process = subprocess.Popen(
-                self._java(libs, "kafka.Kafka", str(properties), jvm_options=jvm_options),
+                self._java(libs, "kafka.Kafka", str(properties), jvm_options=self.jvm_options),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
 

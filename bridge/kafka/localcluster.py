@@ -22,13 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from bridge.kafka.local import KAFKA_VERSION, LocalKafka, Quorum, free_port, new_cluster_id
+from bridge.kafka.local import KAFKA_VERSION, LocalKafka, Quorum, free_port
 
 
 class LocalKafkaCluster:
     def __init__(self, size: int = 3, version: str = KAFKA_VERSION, workdir: Path | None = None) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-sse-bridge-cluster-"))
-        quorum = Quorum({node: free_port() for node in range(1, size + 1)}, new_cluster_id())
+        quorum = Quorum({node: free_port() for node in range(1, size + 1)})
         self.nodes = [
             LocalKafka(self.workdir / f"node-{node}", version=version, node_id=node, quorum=quorum, heap="512m")
             for node in quorum.controller_ports

@@ -1,6 +1,6 @@
 """How a Kafka record, and each in-band notice, becomes an SSE event.
 
-Record to event (documented in the README, "What a browser receives"):
+Record to event (documented in docs/subscribing.md, "What a browser receives"):
 
 - data is the record's value, unchanged, when it is UTF-8 text (empty included);
 - the event type is ``message`` unless the record carries the configured type
@@ -29,6 +29,8 @@ RESET = "reset"
 REAUTH = "reauth"
 DELETED = "deleted"
 RESERVED_TYPES = frozenset({TOMBSTONE, BINARY, GAP, RESET, REAUTH, DELETED, "message"})
+RECORD_TYPES = frozenset({"message", TOMBSTONE, BINARY})  # besides the names a type header gives
+CONTROL_TYPES = RESERVED_TYPES - RECORD_TYPES  # the bridge's in-band notices, never a record
 MAX_TYPE_LENGTH = 64
 
 

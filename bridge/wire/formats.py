@@ -1,8 +1,8 @@
 """What a stream's events carry: the record's value (``raw``) or an envelope.
 
 ``raw`` is the default mapping of events.py. ``envelope`` makes the event
-data one JSON object with the record's metadata (documented in the README,
-"Subscribing")::
+data one JSON object with the record's metadata (documented in
+docs/subscribing.md)::
 
     {"topic": "orders", "partition": 0, "offset": 41, "timestamp": 1767225600000,
      "key": "order-7", "headers": [["event-type", "created"]],

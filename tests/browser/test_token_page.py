@@ -1,4 +1,4 @@
-"""The README's worked example in Chromium: the demo page opened with a token
+"""The worked example of docs/security.md in Chromium: the demo page opened with a token
 in its address streams the topic the token grants, keeps the token in a
 cookie rather than the address, and shows ``reauth`` when the token expires."""
 
@@ -37,8 +37,8 @@ async def test_the_demo_page_with_a_token_streams_until_it_expires(
     await expect(page.locator("#count")).to_have_text("1", timeout=WAIT_MS)
 
     # At expiry: the reauth notice, then the browser's reconnect with the old cookie is refused.
-    notice = page.locator("#records .notice")
-    await expect(notice).to_have_text("reauth", timeout=WAIT_MS)
-    await expect(page.locator("#records .data").first).to_have_text('{"reason":"token_expired"}')
+    notice = page.locator("#records .control")
+    await expect(notice.locator(".type")).to_have_text("reauth", timeout=WAIT_MS)
+    await expect(notice.locator(".data")).to_have_text('{"reason":"token_expired"}')
     await expect(page.locator("#state")).to_have_attribute("data-state", "closed", timeout=WAIT_MS)
     assert token not in bridge.log()

@@ -205,8 +205,14 @@ async def test_topics_lists_partitions_positions_and_end_offsets(
     await cluster.produce(topic, [b"x"] * 7)
     async with httpx.AsyncClient(base_url=bridge.url) as client:
         for _ in range(100):
-            served = {entry["topic"]: entry for entry in (await client.get("/topics")).json()["topics"]}
+            answer = (await client.get("/topics")).json()
+            served = {entry["topic"]: entry for entry in answer["topics"]}
             if served[topic]["position"] == [3, 2, 2]:
                 break
             await asyncio.sleep(0.1)
-    assert served[topic] == {"topic": topic, "partitions": 3, "position": [3, 2, 2], "end_offsets": [3, 2, 2]}
+    assert served[topic] == {"topic": topic, "partitions": 3, "position": [3, 2, 2], "end_offsets": [3, 2, 2],
+                             "event_types": []}  # fmt: skip
+    # What the page at / needs: the topics to open with (none set) and the event types that are not records.
+    assert answer["page_topics"] == []
+    assert {"gap", "reset", "reauth"} <= set(answer["control_events"])
+    assert not {"message", "tombstone", "binary"} & set(answer["control_events"])

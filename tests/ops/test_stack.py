@@ -81,7 +81,7 @@ DASHBOARD = ROOT / "config" / "grafana" / "dashboards" / "kafka-sse-bridge.json"
 DATASOURCES = ROOT / "config" / "grafana" / "provisioning" / "datasources"
 DASHBOARD_PROVIDERS = ROOT / "config" / "grafana" / "provisioning" / "dashboards"
 PROMETHEUS = ROOT / "config" / "prometheus.yml"
-OPERATORS_DOC = ROOT / "README.md"
+OPERATORS_DOC = ROOT / "docs" / "operators.md"
 BRIDGE = "bridge"  # the compose service of the bridge replicas
 
 
@@ -396,9 +396,9 @@ def test_the_operators_guide_names_every_service_and_port() -> None:
     services = compose_services()
     guide = OPERATORS_DOC.read_text()
     for name, service in services.items():
-        assert f"`{name}`" in guide, f"README.md does not describe the service {name}"
+        assert f"`{name}`" in guide, f"docs/operators.md does not describe the service {name}"
         for published in published_ports(service):
-            assert str(published) in guide, f"README.md does not give {name}'s port {published}"
+            assert str(published) in guide, f"docs/operators.md does not give {name}'s port {published}"
     assert "--scale bridge=" in guide
     # a setting that does not exist yet is named only as planned, in the paragraph that names it
     settings = set(Settings.model_fields) | {"config", "help"}
@@ -409,7 +409,7 @@ def test_the_operators_guide_names_every_service_and_port() -> None:
         names = [flag.replace("-", "_") for flag in flags]
         names += [name.lower() for name in re.findall(rf"\b{ENV_PREFIX}([A-Z0-9_]+)", paragraph)]
         unknown = [name for name in names if name not in settings]
-        assert not unknown or "planned" in paragraph, f"README.md: {unknown} are not settings (yet?)"
+        assert not unknown or "planned" in paragraph, f"docs/operators.md: {unknown} are not settings (yet?)"
 
 
 # --- nginx in front of two bridges ---------------------------------------------------------------

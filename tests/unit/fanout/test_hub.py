@@ -121,3 +121,13 @@ async def test_a_batch_larger_than_the_bound_is_written_in_pieces_of_the_bound()
     assert [len(piece or b"") for piece in pieces] == [1000, 1000, 560, 100]
     assert b"".join(piece or b"" for piece in pieces) == batch + b"x" * 100
     assert subscriber.reason is None
+
+
+def test_the_channel_names_the_types_its_type_header_gave_its_recent_records() -> None:
+    topic = channel(ring_records=4)
+    topic.publish([Record(0, 0, b"a", headers=[("event-type", b"order")]), Record(0, 1, b"b")])
+    topic.publish([Record(1, 0, b"c", headers=[("event-type", b"gap")]), Record(1, 1, b"d", headers=[("x", b"y")])])
+    assert topic.named_event_types() == ["order"]  # "gap" is the bridge's own: such a record is a message
+    topic.publish([Record(0, 2, b"e", headers=[("event-type", b"paid")]), Record(1, 2, b"f")])
+    assert topic.named_event_types() == ["paid"]  # the ring keeps 4: "order" is gone
+    assert topic.named_event_types(recent=1) == []
