@@ -50,8 +50,15 @@ def session_brokers() -> Iterator[Brokers]:
 
 @pytest.fixture
 def kafka(session_brokers: Brokers, kafka_version: str) -> LocalKafka:
-    """The session's broker of the test's Kafka version."""
+    """The session's broker of the test's Kafka version (a fixture of module or
+    session scope takes ``newest_kafka``: the version is chosen per test)."""
     return session_brokers.get(kafka_version)
+
+
+@pytest.fixture(scope="session")
+def newest_kafka(session_brokers: Brokers) -> LocalKafka:
+    """The session's broker of the newest Kafka version, the one ``kafka`` is in unmarked tests."""
+    return session_brokers.get(KAFKA_VERSION)
 
 
 @pytest.fixture
