@@ -122,7 +122,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/readyz", responses={503: {"description": "Kafka unreachable or topics not yet assigned"}})
     async def readyz() -> JSON:
         body: dict[str, object] = {"ready": source.ready, "kafka_reachable": source.reachable,
-                                   "assigned": source.assigned}  # fmt: skip
+                                   "assigned": source.assigned,
+                                   # a leader election under way: those partitions pause, the others flow;
+                                   # readiness is not lost
+                                   "partitions_without_leader": source.leaders.without_leader}  # fmt: skip
         if schema_registry.enabled:
             # Told, not part of "ready": JSON topics are served all the same, and schema
             # topics' records are delivered as undecodable meanwhile (docs/schemas.md).

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from bridge.kafka.local import LocalKafka
+from bridge.kafka.local import KAFKA_VERSION, KAFKA_VERSIONS, LocalKafka
 from bridge.kafka.localregistry import LocalRegistry
 from tests.support.bridgeproc import BridgeProcess
+from tests.support.brokers import Brokers
 from tests.support.cluster import Cluster, unique_topic
 
 
@@ -27,10 +28,38 @@ def session_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield folder
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_kafka_versions`` runs once per tested Kafka version
+    (``test_x[4.3.1]``, ``test_x[3.9.1]``), each time with that version's
+    broker behind ``kafka`` and every fixture built on it."""
+    if metafunc.definition.get_closest_marker("both_kafka_versions"):
+        metafunc.parametrize("kafka_version", KAFKA_VERSIONS)
+
+
+@pytest.fixture
+def kafka_version() -> str:
+    """The Kafka version of the test's broker: the newest, unless the test is marked ``both_kafka_versions``."""
+    return KAFKA_VERSION
+
+
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[LocalKafka]:
-    with LocalKafka().running() as broker:
-        yield broker
+def session_brokers() -> Iterator[Brokers]:
+    brokers = Brokers(lambda version: LocalKafka(version=version))
+    yield brokers
+    brokers.remove()
+
+
+@pytest.fixture
+def kafka(session_brokers: Brokers, kafka_version: str) -> LocalKafka:
+    """The session's broker of the test's Kafka version (a fixture of module or
+    session scope takes ``newest_kafka``: the version is chosen per test)."""
+    return session_brokers.get(kafka_version)
+
+
+@pytest.fixture(scope="session")
+def newest_kafka(session_brokers: Brokers) -> LocalKafka:
+    """The session's broker of the newest Kafka version, the one ``kafka`` is in unmarked tests."""
+    return session_brokers.get(KAFKA_VERSION)
 
 
 @pytest.fixture(scope="session")

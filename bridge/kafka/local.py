@@ -24,15 +24,20 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 KAFKA_VERSION = "4.3.1"
+# What the tests run against: the newest release and the last of the 3.x line, still widely deployed.
+KAFKA_VERSIONS = (KAFKA_VERSION, "3.9.1")
+# Both lines log through SLF4J; this binding (SLF4J 1.x API, Log4j 2 core) serves 3.9 and 4.x alike.
 LOG4J_VERSION = "2.24.3"
 
-_POM = f"""<?xml version="1.0" encoding="UTF-8"?>
+
+def _pom(version: str) -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>local.kafka-sse-bridge</groupId>
@@ -43,7 +48,7 @@ _POM = f"""<?xml version="1.0" encoding="UTF-8"?>
     <dependency>
       <groupId>org.apache.kafka</groupId>
       <artifactId>kafka_2.13</artifactId>
-      <version>{KAFKA_VERSION}</version>
+      <version>{version}</version>
     </dependency>
     <dependency>
       <groupId>org.apache.logging.log4j</groupId>
@@ -53,6 +58,7 @@ _POM = f"""<?xml version="1.0" encoding="UTF-8"?>
   </dependencies>
 </project>
 """
+
 
 # Broker logs go to a file in the work directory, warnings and up only.
 _LOG4J2 = """status = error
@@ -106,22 +112,22 @@ class KafkaStartError(RuntimeError):
     """The local broker could not be fetched, formatted or started."""
 
 
-def cache_dir() -> Path:
+def cache_dir(version: str = KAFKA_VERSION) -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "kafka-sse-bridge" / f"kafka-{KAFKA_VERSION}"
+    return Path(base) / "kafka-sse-bridge" / f"kafka-{version}"
 
 
-def ensure_jars() -> Path:
+def ensure_jars(version: str = KAFKA_VERSION) -> Path:
     """Return the folder of the broker's jars, resolving them with Maven once."""
-    libs = cache_dir() / "libs"
-    done = cache_dir() / "libs.complete"
+    libs = cache_dir(version) / "libs"
+    done = cache_dir(version) / "libs.complete"
     if done.exists():
         return libs
     if shutil.which("mvn") is None:
         raise KafkaStartError("Maven (mvn) is needed to fetch the Kafka jars; install it")
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    pom = cache_dir() / "pom.xml"
-    pom.write_text(_POM)
+    cache_dir(version).mkdir(parents=True, exist_ok=True)
+    pom = cache_dir(version) / "pom.xml"
+    pom.write_text(_pom(version))
     command = [
         "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
         f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
@@ -166,10 +172,27 @@ def _cluster_id() -> str:
     return cluster_id
 
 
+@dataclass(frozen=True)
+class Quorum:
+    """The KRaft controller quorum of a cluster whose every node is broker and controller."""
+
+    controller_ports: Mapping[int, int]  # node id → its controller listener's port
+    cluster_id: str = field(default_factory=_cluster_id)
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{node}@127.0.0.1:{port}" for node, port in self.controller_ports.items())
+
+    @property
+    def replication(self) -> int:
+        return len(self.controller_ports)
+
+
 class LocalKafka:
     """One broker process. ``start`` formats its storage the first time only, so
     ``stop`` (or ``kill``) followed by ``start`` is a broker restart that keeps
-    its data and its ports."""
+    its data and its ports. Alone, it is a cluster of one; with a ``quorum`` it
+    is one node of a cluster (localcluster.py)."""
 
     def __init__(
         self,
@@ -177,17 +200,24 @@ class LocalKafka:
         port: int | None = None,
         sasl_ssl: SaslSslListener | None = None,
         advertised_port: int | None = None,
+        version: str = KAFKA_VERSION,
+        node_id: int = 1,
+        quorum: Quorum | None = None,
+        heap: str = "768m",
         quick_start: bool = False,
     ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-sse-bridge-kafka-"))
         self.port = port or free_port()
         # Clients are told to connect here: another port than the broker's own puts something in between (a proxy).
         self.advertised_port = advertised_port or self.port
-        self.controller_port = free_port()
+        self.version = version
+        self.node_id = node_id
+        self.quorum = quorum or Quorum({node_id: free_port()})
+        self.controller_port = self.quorum.controller_ports[node_id]
         self.sasl_ssl = sasl_ssl
         # The quick JIT only: ready in about two thirds of the time on 2 cores, and
         # plenty for a demo's few records a second; the tests and benchmarks want the full JIT.
-        self.jvm_options = ("-Xmx768m", "-XX:+UseSerialGC", *(_QUICK_JIT if quick_start else ()))
+        self.jvm_options = (f"-Xmx{heap}", "-XX:+UseSerialGC", *(_QUICK_JIT if quick_start else ()))
         self.sasl_ssl_port = free_port() if sasl_ssl else None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -216,10 +246,12 @@ class LocalKafka:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "log4j2.properties").write_text(_LOG4J2)
         secured = f",SASL_SSL://127.0.0.1:{self.sasl_ssl_port}" if self.sasl_ssl else ""
+        replication = str(self.quorum.replication)
+        min_isr = str(self.quorum.replication // 2 + 1)  # a majority: 1 of 1, 2 of 3
         lines = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.quorum.voters,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{secured}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.advertised_port}{secured}",
             "controller.listener.names": "CONTROLLER",
@@ -227,12 +259,14 @@ class LocalKafka:
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
             "log.dirs": str(self.workdir / "data"),
             "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": replication,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replication,
             "offsets.topic.num.partitions": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "message.max.bytes": str(8 * 1024 * 1024),
@@ -240,7 +274,7 @@ class LocalKafka:
         }
         properties.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
         formatted = subprocess.run(
-            self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties),
+            self._java(libs, "kafka.tools.StorageTool", "format", "-t", self.quorum.cluster_id, "-c", str(properties),
                        *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else []), jvm_options=_QUICK_JIT),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -248,17 +282,26 @@ class LocalKafka:
             raise KafkaStartError(f"formatting Kafka storage failed:\n{formatted.stdout}{formatted.stderr}")
         return properties
 
-    def start(self, timeout: float = 60.0) -> None:
-        libs = ensure_jars()
+    def format(self) -> None:
+        """Write the configuration and format the storage (once); ``launch`` does it if not done."""
+        self._configure(ensure_jars(self.version))
+
+    def launch(self) -> None:
+        """Start the broker process without waiting for it. The broker dies with
+        the thread that calls this (PR_SET_PDEATHSIG): call it from one that lasts."""
+        libs = ensure_jars(self.version)
         properties = self._configure(libs)
         with open(self.workdir / "stdout.log", "ab") as out:
             self.process = subprocess.Popen(
                 self._java(libs, "kafka.Kafka", str(properties), jvm_options=self.jvm_options),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
-        asyncio.run(self._wait_ready(timeout))
 
-    async def _wait_ready(self, timeout: float) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        self.launch()
+        asyncio.run(self.wait_ready(timeout))
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait for a real metadata answer that names this broker, not only an open port."""
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
@@ -272,7 +315,8 @@ class LocalKafka:
             try:
                 await admin.start()
                 cluster = await admin.describe_cluster()
-                if cluster.get("brokers") and cluster.get("controller_id", -1) >= 0:
+                named = any(broker["node_id"] == self.node_id for broker in cluster.get("brokers", ()))
+                if named and cluster.get("controller_id", -1) >= 0:
                     return
             except Exception as error:  # the broker is still coming up
                 last_error = error

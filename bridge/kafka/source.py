@@ -39,6 +39,7 @@ from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
 from bridge.kafka.decoding import SchemaTopics
+from bridge.kafka.leaders import Leaders
 from bridge.kafka.topics import TopicInfo, describe_topics
 from bridge.kafka.watchdog import StallDetector
 from bridge.wire.cursor import topic_tag
@@ -63,6 +64,11 @@ RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 15.0
 # Metadata answers are quick; a broker that takes longer is reported unreachable.
 METADATA_TIMEOUT_MS = 5000
+# A metadata request goes to one broker picked at random: while a lost one is
+# still listed (until the controller fences it, 9 s by Kafka's default), the
+# request is tried again, at another pick, before Kafka counts as unreachable.
+# A lost broker on loopback or a LAN refuses at once, so the tries are quick.
+METADATA_TRIES = 10
 # Looks at the end offsets per stall bound: a stall is found within 1.25 bounds.
 LOOKS_PER_STALL_BOUND = 4
 
@@ -87,6 +93,7 @@ class KafkaSource:
         self.reachable = False  # the last metadata request was answered
         self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
         self.consumer_restarts = 0  # stalled consumers the watchdog replaced
+        self.leaders = Leaders()  # served partitions' leaders: moves logged, leaderless ones counted
 
     @property
     def ready(self) -> bool:
@@ -294,8 +301,9 @@ class KafkaSource:
 
     async def _refresh(self) -> None:
         try:
-            topics = {name: info for name, info in (await describe_topics(self._client)).items()
+            topics = {name: info for name, info in (await self._describe_topics()).items()
                       if self._settings.serves(name)}  # fmt: skip
+            self.leaders.observe({name: info.leaders for name, info in topics.items()})
             async with self._assigning:
                 self._drop_deleted(topics)
                 await self._assign({name: info for name, info in topics.items() if info.error_code == 0})
@@ -308,6 +316,17 @@ class KafkaSource:
             logger.info("Kafka reachable; serving %d topic(s)", len(self._hub.channels))
         self.reachable = True
         self.assigned = True
+
+    async def _describe_topics(self) -> dict[str, TopicInfo]:
+        loop = asyncio.get_running_loop()
+        deadline, tries = loop.time() + METADATA_TIMEOUT_MS / 1000, 1
+        while True:
+            try:
+                return await describe_topics(self._client)
+            except KafkaError:
+                if tries == METADATA_TRIES or loop.time() > deadline:
+                    raise
+                tries += 1
 
     def _drop_deleted(self, topics: Mapping[str, TopicInfo]) -> None:
         """Drop the channels of topics that Kafka no longer has, or has under

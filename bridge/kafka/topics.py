@@ -93,6 +93,7 @@ class TopicInfo:
     topic_id: bytes  # 16 bytes; NO_TOPIC_ID where the broker has none
     partitions: int
     error_code: int  # 0, or why the topic cannot be read now (its partitions have no leader yet, say)
+    leaders: tuple[int, ...] = ()  # the broker leading each partition, by partition number; -1: none
 
 
 async def describe_topics(client: AIOKafkaClient) -> dict[str, TopicInfo]:
@@ -102,7 +103,15 @@ async def describe_topics(client: AIOKafkaClient) -> dict[str, TopicInfo]:
         raise KafkaConnectionError("no broker known")
     response: Response = await client.send(node, AllTopicsRequest())
     return {
-        topic["name"]: TopicInfo(topic["topic_id"], len(topic["partitions"]), topic["error_code"])
+        topic["name"]: TopicInfo(
+            topic["topic_id"],
+            len(topic["partitions"]),
+            topic["error_code"],
+            tuple(
+                partition["leader_id"]
+                for partition in sorted(topic["partitions"], key=lambda partition: partition["partition_index"])
+            ),
+        )
         for topic in response.to_object()["topics"]
         if topic["name"] is not None
     }

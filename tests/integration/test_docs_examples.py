@@ -27,11 +27,11 @@ PRODUCER = "import asyncio, sys; from bridge import demo; asyncio.run(demo.produ
 
 
 @pytest.fixture(scope="module")
-def demo_bridge(kafka: LocalKafka) -> Iterator[BridgeProcess]:
+def demo_bridge(newest_kafka: LocalKafka) -> Iterator[BridgeProcess]:
     """What ``scripts/dev`` runs: the demo topics, their producer and a bridge serving them."""
-    asyncio.run(demo.create_topics(kafka.bootstrap_servers, demo.DEMO_TOPICS))
-    producer = subprocess.Popen([sys.executable, "-c", PRODUCER, kafka.bootstrap_servers])
-    bridge = BridgeProcess(kafka.bootstrap_servers, {"topics": "demo.*"})
+    asyncio.run(demo.create_topics(newest_kafka.bootstrap_servers, demo.DEMO_TOPICS))
+    producer = subprocess.Popen([sys.executable, "-c", PRODUCER, newest_kafka.bootstrap_servers])
+    bridge = BridgeProcess(newest_kafka.bootstrap_servers, {"topics": "demo.*"})
     try:
         asyncio.run(bridge.start())
         for topic, partitions in demo.DEMO_TOPICS.items():

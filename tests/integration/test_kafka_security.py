@@ -15,6 +15,7 @@ import pytest
 
 from bridge.kafka.local import LocalKafka, SaslSslListener
 from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.brokers import Brokers
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.tlscerts import Certificates, make_certificates
 
@@ -29,14 +30,20 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 
 
 @pytest.fixture(scope="module")
-def secured_kafka(certificates: Certificates) -> Iterator[LocalKafka]:
-    """A broker of its own, for these tests only: a plaintext listener for the
+def secured_brokers(certificates: Certificates) -> Iterator[Brokers]:
+    """Brokers of their own, for these tests only: a plaintext listener for the
     test's own clients, and a SASL_SSL one for the bridge, where a client
     certificate is optional but must be signed by the test CA if sent."""
     listener = SaslSslListener(certificates.broker_key, certificates.broker_cert, {USER: PASSWORD},
                                client_ca=certificates.ca)  # fmt: skip
-    with LocalKafka(sasl_ssl=listener).running() as broker:
-        yield broker
+    brokers = Brokers(lambda version: LocalKafka(sasl_ssl=listener, version=version))
+    yield brokers
+    brokers.remove()
+
+
+@pytest.fixture
+def secured_kafka(secured_brokers: Brokers, kafka_version: str) -> LocalKafka:
+    return secured_brokers.get(kafka_version)
 
 
 @pytest.fixture
@@ -60,6 +67,7 @@ def secured_bridge(kafka: LocalKafka, started: list[BridgeProcess], **flags: str
     return bridge
 
 
+@pytest.mark.both_kafka_versions
 @pytest.mark.parametrize(
     ("mechanism", "client_certificate"),
     [("SCRAM-SHA-512", False), ("SCRAM-SHA-256", False), ("PLAIN", True)],

@@ -74,6 +74,7 @@ async def small_ring_bridge(start_bridge: StartBridge, topic: str, **flags: str)
     return bridge
 
 
+@pytest.mark.both_kafka_versions
 async def test_catch_up_from_kafka_hands_over_to_live_without_gap_or_duplicate(
     start_bridge: StartBridge, produced: Topic, topic: str
 ) -> None:
@@ -104,6 +105,7 @@ async def test_catch_ups_beyond_the_bound_wait_their_turn(
     assert produced.grouped(second_events) == produced.after((100, 100, 100))
 
 
+@pytest.mark.both_kafka_versions
 async def test_since_a_time_earliest_and_id_precedence(bridge: BridgeProcess, produced: Topic, topic: str) -> None:
     await produced.produce(30)
     await asyncio.sleep(0.05)
@@ -126,6 +128,7 @@ async def test_since_a_time_earliest_and_id_precedence(bridge: BridgeProcess, pr
             assert response.json()["error"] in {"bad_since", "bad_request"}
 
 
+@pytest.mark.both_kafka_versions
 async def test_records_deleted_from_kafka_are_reported_as_a_gap(
     start_bridge: StartBridge, cluster: Cluster, produced: Topic, topic: str
 ) -> None:
@@ -223,6 +226,7 @@ async def test_random_disconnects_and_reconnects_lose_and_repeat_nothing(
         assert produced.grouped(received) == produced.after((0, 0, 0)), f"seed {seed}"
 
 
+@pytest.mark.both_kafka_versions
 async def test_a_catch_up_passes_transaction_markers(
     start_bridge: StartBridge, kafka: LocalKafka, cluster: Cluster, topic: str
 ) -> None:

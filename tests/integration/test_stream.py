@@ -36,6 +36,7 @@ def by_partition(
     return grouped
 
 
+@pytest.mark.both_kafka_versions
 async def test_every_record_arrives_once_in_partition_order(
     bridge: BridgeProcess, cluster: Cluster, topic: str
 ) -> None:
@@ -67,6 +68,7 @@ async def test_subscribers_of_a_topic_get_the_same_stream(bridge: BridgeProcess,
     assert len({event.id for event in streams[0]}) == len(values)
 
 
+@pytest.mark.both_kafka_versions
 async def test_resume_from_the_ring_is_exact(bridge: BridgeProcess, cluster: Cluster, topic: str) -> None:
     values = numbered(200)
     async with open_stream(bridge.url, topic) as witness:

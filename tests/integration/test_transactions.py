@@ -66,6 +66,7 @@ async def nothing_more(stream: Stream, seconds: float = 1.0) -> None:
         await stream.next_event(timeout=seconds)
 
 
+@pytest.mark.both_kafka_versions
 async def test_only_committed_records_reach_streams_live_and_resumed_from_ring_and_kafka(
     start_bridge: StartBridge, topic: str, producer: TransactionalProducer
 ) -> None:

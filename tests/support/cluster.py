@@ -33,9 +33,16 @@ class Cluster:
         finally:
             await admin.close()
 
-    async def create_topic(self, name: str, partitions: int = 3) -> str:
+    async def create_topic(self, name: str, partitions: int = 3, *, replicas: Sequence[int] = ()) -> str:
+        """``replicas``: the brokers every partition is placed on, the first its
+        leader (one broker leads them all); else one replica, where Kafka chooses."""
+        if replicas:
+            assignment = {partition: list(replicas) for partition in range(partitions)}
+            new = NewTopic(name, num_partitions=-1, replication_factor=-1, replica_assignments=assignment)
+        else:
+            new = NewTopic(name, num_partitions=partitions, replication_factor=1)
         async with self._admin() as admin:
-            await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            await admin.create_topics([new])
         return name
 
     async def delete_topic(self, name: str) -> None:
