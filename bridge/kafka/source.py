@@ -1,11 +1,18 @@
 """Reading Kafka: one consumer per process, manual assignment, no consumer group.
 
+A served topic is known from the metadata (its partitions, every
+``metadata_interval``) but read only while it is watched: its first stream
+assigns it (``watch``), from the live end (the end offsets asked at that
+moment); a stream with an id catches up from Kafka as ever. ``--linger-seconds``
+after its last stream ended it is unassigned and its channel released
+(``release``). Cost follows what browsers watch, not the size of the cluster.
+
 The bridge's position in each partition lives in the hub's channels (the next
 offset after the last record published), not in Kafka: there is nothing to
-commit, and every (re)assignment seeks each known partition back to exactly
-that offset. At start every served topic begins at its live end; partitions
-and topics that appear later begin at their first offset, since every record
-in them is new.
+commit, and every change of assignment (``_apply_assignment``) seeks each read
+partition back to exactly that offset, so watching or releasing one topic
+neither skips nor repeats a record of another. Partitions that appear later in
+a read topic begin at their first offset, since every record in them is new.
 
 A watchdog (watchdog.py) asks the broker for the log end offsets over a
 client of its own; when records wait past positions that do not move for
@@ -19,12 +26,12 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
@@ -52,6 +59,8 @@ MAX_RETRY_SECONDS = 15.0
 METADATA_TIMEOUT_MS = 5000
 # Looks at the end offsets per stall bound: a stall is found within 1.25 bounds.
 LOOKS_PER_STALL_BOUND = 4
+# A stream on a topic not read yet waits this long at most for its end offsets; then 503, and it retries.
+WATCH_TIMEOUT_SECONDS = METADATA_TIMEOUT_MS / 1000
 
 
 class KafkaSource:
@@ -59,7 +68,11 @@ class KafkaSource:
     ``metadata_interval``: new topics and partitions, Kafka reachability).
     They share the consumer; every change of assignment is made without an
     await in between, so the reader never sees a partition without its
-    channel or its exact position."""
+    channel or its exact position.
+
+    Topics *known* (``partitions``: every served topic Kafka has) are apart
+    from topics *read* (``hub.channels``: assigned, with a channel): a topic is
+    read from its first ``watch`` until ``linger_seconds`` after its last ``unwatch``."""
 
     def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any]) -> None:
         self._settings = settings
@@ -70,6 +83,11 @@ class KafkaSource:
         self.reachable = False  # the last metadata request was answered
         self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
         self.consumer_restarts = 0  # stalled consumers the watchdog replaced
+        self.partitions: dict[str, int] = {}  # served topics Kafka has: their partition counts (metadata only)
+        self.watchers: dict[str, int] = {}  # open streams per watched topic
+        self._lingering: dict[str, asyncio.TimerHandle] = {}  # unwatched topics still read, until their release
+        self.assignments = 0  # topics assigned on their first stream
+        self.releases = 0  # topics unassigned after their linger
 
     @property
     def ready(self) -> bool:
@@ -110,6 +128,8 @@ class KafkaSource:
             logger.error("%s stopped", task.get_name(), exc_info=self.failed)
 
     async def stop(self) -> None:
+        for timer in self._lingering.values():
+            timer.cancel()
         for task in tuple(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -120,7 +140,7 @@ class KafkaSource:
 
     async def _run(self) -> None:
         await self._connect()
-        self._start_task(self._watch(), "kafka-metadata")
+        self._start_task(self._watch_metadata(), "kafka-metadata")
         self._start_task(self._guard(), "kafka-watchdog")
         self._reader = self._start_task(self._read(), "kafka-reader")
 
@@ -170,10 +190,12 @@ class KafkaSource:
             assigned = list(self._consumer.assignment())
             try:
                 ends = await self._probe.end_offsets(assigned)
+                positions = {tp: await self._consumer.position(tp) for tp in assigned}
             except KafkaError:
                 detector.reset()  # Kafka unreachable is not a stall; the reader's own retries deal with it
                 continue
-            positions = {tp: await self._consumer.position(tp) for tp in assigned}
+            except IllegalStateError:
+                continue  # a topic was released meanwhile: look again at the new assignment
             if detector.stalled(positions, ends, loop.time()):
                 behind = sum(ends[tp] - positions[tp] for tp in assigned)
                 logger.warning("Kafka consumer stalled: %d record(s) waiting, no progress for %.0f s; replacing it",
@@ -189,15 +211,11 @@ class KafkaSource:
             stalled, self._consumer = self._consumer, self._new_consumer()
             await stalled.stop()
             await self._start_client(self._consumer.start)
-            partitions = {TopicPartition(topic, partition): offset for topic, channel in self._hub.channels.items()
-                          for partition, offset in enumerate(channel.position)}  # fmt: skip
-            self._consumer.assign(list(partitions))
-            for tp, offset in partitions.items():
-                self._consumer.seek(tp, offset)
+            self._apply_assignment()
             self.consumer_restarts += 1
             self._reader = self._start_task(self._read(), "kafka-reader")
 
-    async def _watch(self) -> None:
+    async def _watch_metadata(self) -> None:
         while True:
             await asyncio.sleep(self._settings.metadata_interval)
             await self._refresh()
@@ -218,36 +236,99 @@ class KafkaSource:
             self.reachable = False
             return
         if not self.reachable:
-            logger.info("Kafka reachable; serving %d topic(s)", len(self._hub.channels))
+            logger.info("Kafka reachable; serving %d topic(s)", len(self.partitions))
         self.reachable = True
         self.assigned = True
 
     async def _assign(self, partition_counts: dict[str, int]) -> None:
-        """Assign every partition of every served topic, keeping the exact
-        position of those already read, starting new ones where they belong."""
+        """Know every served topic's partitions; of the topics read, assign
+        the new partitions from their first offset, keeping the exact position
+        of those already read."""
+        self.partitions = partition_counts
         fresh: list[TopicPartition] = []
-        for topic, count in partition_counts.items():
-            channel = self._hub.channels.get(topic)
-            known = len(channel.position) if channel else 0
-            fresh.extend(TopicPartition(topic, partition) for partition in range(known, count))
+        for topic, channel in self._hub.channels.items():
+            count = partition_counts.get(topic, 0)
+            fresh.extend(TopicPartition(topic, partition) for partition in range(len(channel.position), count))
         if not fresh:
             return
-        consumer = self._consumer
-        # At start, the live end; later, new partitions and topics hold only new records.
-        starts = await (consumer.beginning_offsets(fresh) if self.assigned else consumer.end_offsets(fresh))
+        # New partitions of a topic read hold only new records.
+        starts = await self._consumer.beginning_offsets(fresh)
         # From here on no await: the reader must see partitions, positions and channels change together.
-        consumer.assign([*consumer.assignment(), *fresh])
-        for topic, channel in self._hub.channels.items():
-            for partition, offset in enumerate(channel.position):
-                consumer.seek(TopicPartition(topic, partition), offset)
         added: dict[str, list[int]] = defaultdict(list)
         for tp in fresh:
-            consumer.seek(tp, starts[tp])
             added[tp.topic].append(starts[tp])
         for topic, offsets in added.items():
-            channel = self._hub.channels.get(topic)
-            if channel is None:
-                self._hub.open_channel(topic, offsets)
-            else:
-                channel.add_partitions(offsets)
-            logger.info("serving %s: %d new partition(s) from offsets %s", topic, len(offsets), offsets)
+            self._hub.channels[topic].add_partitions(offsets)
+            logger.info("reading %s: %d new partition(s) from offsets %s", topic, len(offsets), offsets)
+        self._apply_assignment()
+
+    def _apply_assignment(self) -> None:
+        """Assign exactly the partitions of the topics read, each at its
+        channel's position. aiokafka's assign() replaces the whole assignment
+        and forgets every position (records fetched ahead are dropped): each
+        partition is seeked back to the next record its channel has not
+        published, so no record of any topic is skipped or repeated."""
+        positions = {TopicPartition(topic, partition): offset for topic, channel in self._hub.channels.items()
+                     for partition, offset in enumerate(channel.position)}  # fmt: skip
+        self._consumer.assign(list(positions))
+        for tp, offset in positions.items():
+            self._consumer.seek(tp, offset)
+
+    # -- watching ----------------------------------------------------------------
+
+    async def watch(self, topics: Sequence[str]) -> None:
+        """Count a stream on ``topics`` and read those not read yet, from
+        their live end. Raises TimeoutError or KafkaError when Kafka does not
+        answer in time; the stream is not counted then."""
+        for topic in topics:
+            self.watchers[topic] = self.watchers.get(topic, 0) + 1
+            if (lingering := self._lingering.pop(topic, None)) is not None:
+                lingering.cancel()
+            self._hub.mark_watched(topic, now=True)
+        try:
+            if any(topic not in self._hub.channels for topic in topics):
+                async with asyncio.timeout(WATCH_TIMEOUT_SECONDS), self._assigning:
+                    await self._read_from_live_end(topics)
+        except BaseException:
+            self.unwatch(topics)
+            raise
+
+    async def _read_from_live_end(self, topics: Sequence[str]) -> None:
+        # Another stream may have brought a topic in while this one waited for its turn.
+        unread = [topic for topic in topics if topic not in self._hub.channels and topic in self.partitions]
+        fresh = [TopicPartition(topic, partition) for topic in unread for partition in range(self.partitions[topic])]
+        if not fresh:
+            return
+        ends = await self._consumer.end_offsets(fresh)
+        # From here on no await: channels and assignment change together.
+        for topic in unread:
+            start = [ends[TopicPartition(topic, partition)] for partition in range(self.partitions[topic])]
+            self._hub.open_channel(topic, start)
+            self._hub.mark_watched(topic, now=True)
+            logger.info("reading %s from offsets %s: it is watched", topic, start)
+        self._apply_assignment()
+        self.assignments += len(unread)
+
+    def unwatch(self, topics: Sequence[str]) -> None:
+        """A stream on ``topics`` ended: a topic none watches any more is released after the linger."""
+        loop = asyncio.get_running_loop()
+        for topic in topics:
+            self.watchers[topic] -= 1
+            if self.watchers[topic]:
+                continue
+            del self.watchers[topic]
+            self._hub.mark_watched(topic, now=False)
+            self._lingering[topic] = loop.call_later(self._settings.linger_seconds, self._linger_ended, topic)
+
+    def _linger_ended(self, topic: str) -> None:
+        del self._lingering[topic]
+        self._start_task(self.release(topic), "kafka-release")
+
+    async def release(self, topic: str) -> None:
+        """Stop reading ``topic``, unless a stream came for it meanwhile: unassign it and drop its channel."""
+        async with self._assigning:
+            if topic in self.watchers or topic in self._lingering or self._hub.drop_channel(topic) is None:
+                return
+            self._apply_assignment()
+            self.releases += 1
+            logger.info("released %s: unwatched for %.0f s", topic, self._settings.linger_seconds)

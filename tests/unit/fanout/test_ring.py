@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from bridge.fanout.ring import Entry, RingBuffer
+from bridge.fanout.ring import Entry, RingBudget, RingBuffer
 from tests.support.records import Record
 
 
@@ -11,7 +11,7 @@ def entry(partition: int, offset: int, position: tuple[int, ...], timestamp_ms: 
 
 def filled(max_records: int = 4, max_bytes: int = 1000) -> RingBuffer:
     """Partitions 0 and 1 start at 10 and 20; six records interleaved."""
-    ring = RingBuffer([10, 20], max_records=max_records, max_bytes=max_bytes)
+    ring = RingBuffer([10, 20], max_records=max_records, max_bytes=max_bytes, budget=RingBudget(1 << 30))
     for record in [entry(0, 10, (11, 20)), entry(1, 20, (11, 21)), entry(0, 11, (12, 21)),
                    entry(1, 21, (12, 22)), entry(1, 22, (12, 23)), entry(0, 12, (13, 23))]:  # fmt: skip
         ring.append(record)
@@ -47,7 +47,7 @@ def test_replay_selects_per_partition_offsets() -> None:
 
 
 def test_zero_capacity_ring_covers_only_the_live_position() -> None:
-    ring = RingBuffer([5], max_records=0, max_bytes=0)
+    ring = RingBuffer([5], max_records=0, max_bytes=0, budget=RingBudget(1 << 30))
     ring.append(entry(0, 5, (6,)))
     assert len(ring) == 0
     assert ring.uncovered((6,)) == []
@@ -61,7 +61,7 @@ def test_partitions_added_later_start_where_told() -> None:
 
 
 def test_span_is_newest_minus_oldest_timestamp_of_what_is_kept() -> None:
-    ring = RingBuffer([0, 0], max_records=2, max_bytes=1000)
+    ring = RingBuffer([0, 0], max_records=2, max_bytes=1000, budget=RingBudget(1 << 30))
     assert ring.span_ms == 0
     ring.append(entry(0, 0, (1, 0), timestamp_ms=1000))
     assert ring.span_ms == 0

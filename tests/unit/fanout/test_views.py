@@ -19,7 +19,7 @@ from tests.support.sseparse import Event, Parser
 
 
 def hub() -> Hub:
-    made = Hub(ring_records=100, ring_bytes=1 << 20, type_header=None)
+    made = Hub(ring_records=100, ring_bytes=1 << 20, ring_total_bytes=1 << 30, type_header=None)
     made.open_channel("a", (0, 0))
     made.open_channel("b", (0,))
     return made
