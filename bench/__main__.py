@@ -27,12 +27,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import catchup, connections, fanout, report, responses
+from bench import catchup, connections, fanout, report, responses, topics
 from bench.processes import BENCH, TOPIC_PARTITIONS, Context, build_load_client, create_topic
 from bridge.kafka.local import KAFKA_VERSION, LocalKafka
 
 RESULTS = BENCH / "results"
-SCENARIOS = ("fanout", "connections", "catchup", "responses")
+SCENARIOS = ("fanout", "connections", "catchup", "responses", "topics")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -105,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "responses" in arguments.scenarios:
             print("the streaming response alone: bridge, sse-starlette, FastAPI", flush=True)
             results["responses"] = responses.run()
+        if "topics" in arguments.scenarios:
+            print("(e) topics: 200 served, 5 watched, against reading every served topic", flush=True)
+            results["topics"] = topics.run(context)
         completed = True
     finally:
         kafka.remove()

@@ -4,9 +4,9 @@ The configuration is config/nginx/ as the ``lb`` service mounts it, with
 exactly three changes, each of which must apply once (so a reshaped file
 fails loudly instead of being tested half):
 
-- the upstream's ``server bridge:8000 resolve …`` (Docker's DNS name, and
+- each upstream's ``server bridge:8000 resolve …`` (Docker's DNS name, and
   ``resolve``, which needs nginx >= 1.27.3) becomes one ``server`` per
-  bridge process on loopback, with the same parameters;
+  bridge process on loopback, with the same parameters (once per upstream);
 - ``listen 80`` becomes a free loopback port;
 - the http block gets temp paths under the prefix directory, so nginx needs
   nothing outside it; and, when asked, ``proxy_ignore_headers
@@ -36,9 +36,12 @@ LISTEN = re.compile(r"listen\s+80;")
 HTTP_BLOCK = re.compile(r"^http\s*\{", re.MULTILINE)
 
 
-def _replace_once(pattern: re.Pattern[str], replacement: str, text: str) -> str:
+UPSTREAM = re.compile(r"^\s*upstream\s+\w+\s*\{", re.MULTILINE)
+
+
+def _replace_once(pattern: re.Pattern[str], replacement: str, text: str, times: int = 1) -> str:
     changed, count = pattern.subn(lambda _: replacement, text)
-    assert count == 1, f"config/nginx/nginx.conf: expected exactly one match of {pattern.pattern!r}, found {count}"
+    assert count == times, f"config/nginx/nginx.conf: expected {times} match(es) of {pattern.pattern!r}, found {count}"
     return changed
 
 
@@ -57,7 +60,7 @@ def render(prefix: Path, upstream_ports: Sequence[int], port: int, *, ignore_acc
     parameters = UPSTREAM_SERVER.search(text)
     assert parameters is not None, "config/nginx/nginx.conf has no `server bridge:PORT resolve …;` upstream"
     servers = "\n        ".join(f"server 127.0.0.1:{p}{parameters['parameters']};" for p in upstream_ports)
-    text = _replace_once(UPSTREAM_SERVER, servers, text)
+    text = _replace_once(UPSTREAM_SERVER, servers, text, times=len(UPSTREAM.findall(text)))
     text = _replace_once(LISTEN, f"listen 127.0.0.1:{port};", text)
     local = [f"{name}_temp_path {prefix / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")]
     if ignore_accel_buffering:

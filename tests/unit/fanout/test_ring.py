@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from bridge.fanout.ring import Entry, RingBudget, RingBuffer
+import os
+import tracemalloc
+
+from aiokafka.structs import ConsumerRecord
+
+from bridge.fanout.ring import Entry, RingBudget, RingBuffer, entry_memory
+from bridge.wire import cursor as cursors
+from bridge.wire.events import record_event
 from tests.support.records import Record
 
 
@@ -71,3 +78,48 @@ def test_span_is_newest_minus_oldest_timestamp_of_what_is_kept() -> None:
     assert ring.span_ms == 2500
     ring.append(entry(1, 1, (2, 2), timestamp_ms=3000))  # a producer whose clock is behind
     assert ring.span_ms == 0
+
+
+def test_rings_share_one_budget_and_the_least_recently_watched_gives_up_first() -> None:
+    budget = RingBudget(1 << 30)
+    old, recent, watched = (RingBuffer([0], max_records=100, max_bytes=1 << 20, budget=budget) for _ in range(3))
+    budget.watched(watched, now=True)
+    budget.watched(old, now=False)  # its last stream ended first
+    budget.watched(recent, now=False)
+    for ring in (watched, old, recent):
+        for offset in range(3):
+            ring.append(entry(0, offset, (offset + 1,)))
+    per_entry = entry_memory(entry(0, 0, (1,)))
+    assert budget.used == 9 * per_entry == sum(ring.memory_bytes for ring in (old, recent, watched))
+    budget.max_bytes = 8 * per_entry
+    watched.append(entry(0, 3, (4,)))  # two over: the ring watched least recently gives up its two oldest
+    assert (len(old), len(recent), len(watched)) == (1, 3, 4)
+    assert old.start == [2]
+    budget.max_bytes = 4 * per_entry
+    recent.append(entry(0, 3, (4,)))  # then the other unwatched ones, the watched ones last
+    assert (len(old), len(recent), len(watched)) == (0, 0, 4)
+    assert budget.used == 4 * per_entry
+    budget.leave(watched)
+    assert budget.used == 0
+
+
+def test_the_budget_counts_the_memory_an_entry_really_keeps() -> None:
+    """What the ring accounts for is what tracemalloc sees the entries keep, within 15 %."""
+    budget = RingBudget(1 << 40)
+    ring = RingBuffer([0] * 3, max_records=10_000, max_bytes=1 << 30, budget=budget)
+    position = [10**6] * 3
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for n in range(5000):
+        partition, offset = n % 3, 10**6 + n
+        position[partition] = offset + 1
+        value = os.urandom(100).hex().encode()
+        record = ConsumerRecord(topic="t", partition=partition, offset=offset, timestamp=1767225600000 + n,
+                                timestamp_type=0, key=str(n).encode(), value=value, checksum=None,
+                                serialized_key_size=-1, serialized_value_size=len(value),
+                                headers=((f"h{n % 2}", b"x" * 5),))  # fmt: skip
+        frame = record_event(record, id=cursors.encode(position), type_header="event-type")
+        ring.append(Entry(partition, offset, tuple(position), frame, record.timestamp, record))
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert 0.85 < budget.used / kept < 1.15, (budget.used, kept)

@@ -1,0 +1,199 @@
+"""Scenario (e), topics: 200 served topics with traffic, streams on 5 of them.
+
+200 topics x 3 partitions receive 20,000 records/s in all (one record to
+every topic every 10 ms, 200-byte values carrying their send time). The
+bridge serves all of them (``--topics bench-topics-*``) and 5 streams watch 5
+topics. Two runs of the same process kind, one after the other:
+
+- ``watched``: the bridge as users run it (it reads only the watched topics);
+- ``read-everything``: the same bridge with a linger of 30 days, each of the
+  200 topics watched once by a short stream first, so it reads every served
+  topic as the bridge did before topics were read only while watched.
+
+Over the same window each run reports the bridge's CPU, its RSS growth
+(from before the first stream to the end of the window) and the records it
+read from Kafka per second (its own ``records_consumed_total``). The
+``watched`` run then opens one stream on each of 50 topics nobody watched yet,
+one after another: the time from the request to the first event, and from
+that event's production to its arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.processes import BENCH, TOPIC_PARTITIONS, Context, CpuMeter, Server, rss_bytes, spawn, start_bridge, stop
+from bridge.kafka.local import free_port
+
+TOPICS = 200
+RATE = 20_000  # records/s over all topics
+TICK_SECONDS = 0.01  # every topic gets a record this often
+VALUE_BYTES = 200
+WATCHED = 5
+FIRST_EVENT_TOPICS = 50
+WARM_SECONDS = 5.0
+WINDOW_SECONDS = 20.0
+PRODUCE_SECONDS = 120.0  # the producer's bound; both runs finish well within it
+LONG_LINGER = str(30 * 86400)
+PREFIX = "bench-topics-"
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    cpu_percent: float
+    rss_start_mb: float
+    rss_end_mb: float
+    rss_growth_mb: float
+    records_read_per_s: float
+    others_cpu_percent: float
+    events_received: int
+
+
+def _names(run_id: str) -> list[str]:
+    return [f"{PREFIX}{run_id}-{n:03d}" for n in range(TOPICS)]
+
+
+async def _create(bootstrap_servers: str, names: Sequence[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, TOPIC_PARTITIONS, 1) for name in names])
+    finally:
+        await admin.close()
+
+
+def produce(bootstrap_servers: str, names: Sequence[str], seconds: float) -> None:
+    """In a process of its own (``python -m bench.topics produce``): a record to every topic every tick."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=2, acks=1)
+        await producer.start()
+        try:
+            pad = "x" * (VALUE_BYTES - 40)
+            deadline = time.monotonic() + seconds
+            tick = time.monotonic()
+            while time.monotonic() < deadline:
+                value = orjson.dumps({"sent_ns": time.time_ns(), "pad": pad})
+                for name in names:
+                    await producer.send(name, value)
+                tick += TICK_SECONDS
+                await asyncio.sleep(max(0.0, tick - time.monotonic()))
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+async def _consumed(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kafka_sse_bridge_records_consumed_total{"))  # fmt: skip
+
+
+async def _watch(client: httpx.AsyncClient, topic: str, stop_at: float, counts: list[int]) -> None:
+    async with client.stream("GET", f"/sse/{topic}") as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                counts[0] += 1
+            if time.monotonic() > stop_at:
+                return
+
+
+async def _first_event(client: httpx.AsyncClient, topic: str) -> tuple[float, float]:
+    """Request → first event, and the first event's production → its arrival, in ms."""
+    requested = time.monotonic()
+    async with client.stream("GET", f"/sse/{topic}") as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                arrived, now_ns = time.monotonic(), time.time_ns()
+                sent_ns = orjson.loads(line[5:])["sent_ns"]
+                return 1000 * (arrived - requested), (now_ns - sent_ns) / 1e6
+    raise RuntimeError(f"the stream of {topic} ended without an event")
+
+
+async def _measure(server: Server, names: Sequence[str], pin_all: bool, context: Context) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=TOPICS + 10)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=httpx.Timeout(10.0, read=30.0),
+                                 limits=limits) as client:  # fmt: skip
+        rss_start = rss_bytes(server.pid)
+        if pin_all:  # every topic watched once: read from then on, for the 30-day linger
+            await asyncio.gather(*(_first_event(client, name) for name in names))
+        counts = [0]
+        stop_at = time.monotonic() + WARM_SECONDS + WINDOW_SECONDS + 1
+        watching = [asyncio.create_task(_watch(client, name, stop_at, counts)) for name in names[:WATCHED]]
+        await asyncio.sleep(WARM_SECONDS)
+        meter = CpuMeter({"server": server.pid})
+        consumed, started = await _consumed(client), time.monotonic()
+        await asyncio.sleep(WINDOW_SECONDS)
+        read_per_s = (await _consumed(client) - consumed) / (time.monotonic() - started)
+        cpu = meter.percent()
+        rss_end = rss_bytes(server.pid)
+        await asyncio.gather(*watching)
+        run = Run("read-everything" if pin_all else "watched", cpu["server"], round(rss_start / 2**20, 1),
+                  round(rss_end / 2**20, 1), round((rss_end - rss_start) / 2**20, 1), round(read_per_s),
+                  cpu["others"], counts[0])  # fmt: skip
+        result: dict[str, Any] = asdict(run)
+        if not pin_all:
+            first = [await _first_event(client, name) for name in names[WATCHED : WATCHED + FIRST_EVENT_TOPICS]]
+            result["first_event"] = {
+                "topics": len(first),
+                "request_p50_ms": round(_quantile([r for r, _ in first], 0.5), 1),
+                "request_p99_ms": round(_quantile([r for r, _ in first], 0.99), 1),
+                "produced_p50_ms": round(_quantile([p for _, p in first], 0.5), 1),
+                "produced_p99_ms": round(_quantile([p for _, p in first], 0.99), 1),
+            }
+        return result
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1] if len(values) > 1 else values[0]
+
+
+def run(context: Context) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = []
+    for pin_all in (False, True):
+        run_id = f"{'all' if pin_all else 'w'}{int(time.time()) % 100000}"
+        names = _names(run_id)
+        asyncio.run(_create(context.bootstrap_servers, names))
+        producer = spawn([sys.executable, "-m", "bench.topics", context.bootstrap_servers, run_id],
+                         context.workdir / f"topics-producer-{run_id}.log", cwd=BENCH.parent)  # fmt: skip
+        extra = ("--linger-seconds", LONG_LINGER) if pin_all else ()
+        log = context.workdir / f"topics-bridge-{run_id}.log"
+        server = start_bridge(context.bootstrap_servers, f"{PREFIX}{run_id}-*", free_port(), log, extra)
+        try:
+            time.sleep(2)  # the producer is up to rate
+            if producer.poll() is not None:
+                raise RuntimeError(f"the producer exited with {producer.returncode}")
+            print(f"  {'read-everything' if pin_all else 'watched'}: {TOPICS} topics, {RATE} records/s ...", flush=True)
+            runs.append(asyncio.run(_measure(server, names, pin_all, context)))
+        finally:
+            stop(server.process)
+            stop(producer)
+    watched, everything = runs
+    return {
+        "topics": TOPICS, "partitions": TOPIC_PARTITIONS, "rate": RATE, "watched_topics": WATCHED,
+        "runs": runs,
+        "ratios": {
+            "cpu": round(watched["cpu_percent"] / everything["cpu_percent"], 3),
+            "records_read": round(watched["records_read_per_s"] / everything["records_read_per_s"], 3),
+            "rss_growth": round(watched["rss_growth_mb"] / everything["rss_growth_mb"], 3)
+            if everything["rss_growth_mb"] > 0 else None,
+        },
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    bootstrap, topic_run = sys.argv[1], sys.argv[2]
+    produce(bootstrap, _names(topic_run), PRODUCE_SECONDS)
