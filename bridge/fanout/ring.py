@@ -73,7 +73,7 @@ class RingBudget:
         """Evict oldest entries until under the budget: from the rings nobody
         watches now, least recently watched first, then from the watched ones."""
         for watched_now in (False, True):
-            for ring, watched in tuple(self._rings.items()):
+            for ring, watched in self._rings.items():  # evicting changes no ring's place
                 if watched is not watched_now:
                     continue
                 while self.used > self.max_bytes and ring.evict_oldest():
