@@ -95,8 +95,9 @@ def _topics_table(topics: dict[str, Any]) -> None:
     _table(
         f"(e) topics: {topics['topics']} served x {topics['partitions']} partitions, {topics['rate']} records/s, "
         f"streams on {topics['watched_topics']}",
-        ["run", "bridge CPU%", "RSS start MB", "RSS end MB", "RSS growth MB", "records read/s", "others CPU%"],
-        [[r["name"], r["cpu_percent"], r["rss_start_mb"], r["rss_end_mb"], r["rss_growth_mb"],
+        ["run", "produced/s", "bridge CPU%", "RSS start MB", "RSS end MB", "RSS growth MB", "records read/s",
+         "others CPU%"],
+        [[r["name"], r["produced_per_s"], r["cpu_percent"], r["rss_start_mb"], r["rss_end_mb"], r["rss_growth_mb"],
           r["records_read_per_s"], r["others_cpu_percent"]] for r in topics["runs"]],
     )  # fmt: skip
     ratios = topics["ratios"]

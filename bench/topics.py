@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.processes import BENCH, TOPIC_PARTITIONS, Context, CpuMeter, Server, rss_bytes, spawn, start_bridge, stop
@@ -44,7 +44,8 @@ WATCHED = 5
 FIRST_EVENT_TOPICS = 50
 WARM_SECONDS = 5.0
 WINDOW_SECONDS = 20.0
-PRODUCE_SECONDS = 120.0  # the producer's bound; both runs finish well within it
+PRODUCE_SECONDS = 120.0  # the producers' bound; both runs finish well within it
+PRODUCERS = 4  # processes, each sending to a quarter of the topics: one Python producer cannot send 20,000/s here
 LONG_LINGER = str(30 * 86400)
 PREFIX = "bench-topics-"
 
@@ -59,6 +60,7 @@ class Run:
     records_read_per_s: float
     others_cpu_percent: float
     events_received: int
+    produced_per_s: float
 
 
 def _names(run_id: str) -> list[str]:
@@ -75,7 +77,7 @@ async def _create(bootstrap_servers: str, names: Sequence[str]) -> None:
 
 
 def produce(bootstrap_servers: str, names: Sequence[str], seconds: float) -> None:
-    """In a process of its own (``python -m bench.topics produce``): a record to every topic every tick."""
+    """In a process of its own (``python -m bench.topics``): a record to each of ``names`` every tick."""
 
     async def run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=2, acks=1)
@@ -94,6 +96,17 @@ def produce(bootstrap_servers: str, names: Sequence[str], seconds: float) -> Non
             await producer.stop()
 
     asyncio.run(run())
+
+
+async def _produced(bootstrap_servers: str, names: Sequence[str]) -> int:
+    """Records in all the topics: the sum of their end offsets."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(n, p) for n in names for p in range(TOPIC_PARTITIONS)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
 
 
 async def _consumed(client: httpx.AsyncClient) -> float:
@@ -115,6 +128,8 @@ async def _first_event(client: httpx.AsyncClient, topic: str) -> tuple[float, fl
     """Request → first event, and the first event's production → its arrival, in ms."""
     requested = time.monotonic()
     async with client.stream("GET", f"/sse/{topic}") as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"the stream of {topic} answered {response.status_code}: {await response.aread()!r}")
         async for line in response.aiter_lines():
             if line.startswith("data:"):
                 arrived, now_ns = time.monotonic(), time.time_ns()
@@ -135,15 +150,17 @@ async def _measure(server: Server, names: Sequence[str], pin_all: bool, context:
         watching = [asyncio.create_task(_watch(client, name, stop_at, counts)) for name in names[:WATCHED]]
         await asyncio.sleep(WARM_SECONDS)
         meter = CpuMeter({"server": server.pid})
+        produced = await _produced(context.bootstrap_servers, names)
         consumed, started = await _consumed(client), time.monotonic()
         await asyncio.sleep(WINDOW_SECONDS)
         read_per_s = (await _consumed(client) - consumed) / (time.monotonic() - started)
+        produced_per_s = (await _produced(context.bootstrap_servers, names) - produced) / (time.monotonic() - started)
         cpu = meter.percent()
         rss_end = rss_bytes(server.pid)
         await asyncio.gather(*watching)
         run = Run("read-everything" if pin_all else "watched", cpu["server"], round(rss_start / 2**20, 1),
                   round(rss_end / 2**20, 1), round((rss_end - rss_start) / 2**20, 1), round(read_per_s),
-                  cpu["others"], counts[0])  # fmt: skip
+                  cpu["others"], counts[0], round(produced_per_s))  # fmt: skip
         result: dict[str, Any] = asdict(run)
         if not pin_all:
             first = [await _first_event(client, name) for name in names[WATCHED : WATCHED + FIRST_EVENT_TOPICS]]
@@ -167,20 +184,22 @@ def run(context: Context) -> dict[str, Any]:
         run_id = f"{'all' if pin_all else 'w'}{int(time.time()) % 100000}"
         names = _names(run_id)
         asyncio.run(_create(context.bootstrap_servers, names))
-        producer = spawn([sys.executable, "-m", "bench.topics", context.bootstrap_servers, run_id],
-                         context.workdir / f"topics-producer-{run_id}.log", cwd=BENCH.parent)  # fmt: skip
+        producers = [spawn([sys.executable, "-m", "bench.topics", context.bootstrap_servers, run_id, str(n)],
+                           context.workdir / f"topics-producer-{run_id}-{n}.log", cwd=BENCH.parent)
+                     for n in range(PRODUCERS)]  # fmt: skip
         extra = ("--linger-seconds", LONG_LINGER) if pin_all else ()
         log = context.workdir / f"topics-bridge-{run_id}.log"
         server = start_bridge(context.bootstrap_servers, f"{PREFIX}{run_id}-*", free_port(), log, extra)
         try:
-            time.sleep(2)  # the producer is up to rate
-            if producer.poll() is not None:
-                raise RuntimeError(f"the producer exited with {producer.returncode}")
+            time.sleep(2)  # the producers are up to rate
+            if any(producer.poll() is not None for producer in producers):
+                raise RuntimeError(f"a producer exited; see {context.workdir}")
             print(f"  {'read-everything' if pin_all else 'watched'}: {TOPICS} topics, {RATE} records/s ...", flush=True)
             runs.append(asyncio.run(_measure(server, names, pin_all, context)))
         finally:
             stop(server.process)
-            stop(producer)
+            for producer in producers:
+                stop(producer)
     watched, everything = runs
     return {
         "topics": TOPICS, "partitions": TOPIC_PARTITIONS, "rate": RATE, "watched_topics": WATCHED,
@@ -195,5 +214,5 @@ def run(context: Context) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    bootstrap, topic_run = sys.argv[1], sys.argv[2]
-    produce(bootstrap, _names(topic_run), PRODUCE_SECONDS)
+    bootstrap, topic_run, share = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    produce(bootstrap, _names(topic_run)[share::PRODUCERS], PRODUCE_SECONDS)

@@ -288,14 +288,16 @@ class KafkaSource:
         try:
             if any(topic not in self._hub.channels for topic in topics):
                 async with asyncio.timeout(WATCH_TIMEOUT_SECONDS), self._assigning:
-                    await self._read_from_live_end(topics)
+                    await self._read_from_live_end()
         except BaseException:
             self.unwatch(topics)
             raise
 
-    async def _read_from_live_end(self, topics: Sequence[str]) -> None:
-        # Another stream may have brought a topic in while this one waited for its turn.
-        unread = [topic for topic in topics if topic not in self._hub.channels and topic in self.partitions]
+    async def _read_from_live_end(self) -> None:
+        """Read every watched topic not read yet: the streams that wait for their
+        turn meanwhile (a reconnect storm over many topics) are served by one
+        round of end offsets and one assignment, not one each."""
+        unread = [topic for topic in self.watchers if topic not in self._hub.channels and topic in self.partitions]
         fresh = [TopicPartition(topic, partition) for topic in unread for partition in range(self.partitions[topic])]
         if not fresh:
             return
