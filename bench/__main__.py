@@ -42,6 +42,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--catchup-records", type=int, default=1_000_000, help="records behind (default 1000000)")
     parser.add_argument("--rates", default=",".join(map(str, fanout.RATES)),
                         help="fan-out steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
+    parser.add_argument("--topics-rate", type=int, default=topics.RATE,
+                        help="records/s over the 200 topics of the topics scenario (default %(default)s)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     arguments = parser.parse_args(argv)
     arguments.scenarios = [name for name in arguments.scenarios.split(",") if name]
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["responses"] = responses.run()
         if "topics" in arguments.scenarios:
             print("(e) topics: 200 served, 5 watched, against reading every served topic", flush=True)
-            results["topics"] = topics.run(context)
+            results["topics"] = topics.run(context, arguments.topics_rate)
         completed = True
     finally:
         kafka.remove()

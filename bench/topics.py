@@ -1,7 +1,8 @@
 """Scenario (e), topics: 200 served topics with traffic, streams on 5 of them.
 
 200 topics x 3 partitions receive 20,000 records/s in all (one record to
-every topic every 10 ms, 200-byte values carrying their send time). The
+every topic every 10 ms, 200-byte values carrying their send time;
+``--topics-rate`` sets another rate). The
 bridge serves all of them (``--topics bench-topics-*``) and 5 streams watch 5
 topics. Two runs of the same process kind, one after the other:
 
@@ -37,14 +38,13 @@ from bench.processes import BENCH, TOPIC_PARTITIONS, Context, CpuMeter, Server, 
 from bridge.kafka.local import free_port
 
 TOPICS = 200
-RATE = 20_000  # records/s over all topics
-TICK_SECONDS = 0.01  # every topic gets a record this often
+RATE = 20_000  # records/s over all topics, by default: a record to every topic every 10 ms
 VALUE_BYTES = 200
 WATCHED = 5
 FIRST_EVENT_TOPICS = 50
 WARM_SECONDS = 5.0
 WINDOW_SECONDS = 20.0
-PRODUCE_SECONDS = 120.0  # the producers' bound; both runs finish well within it
+PRODUCE_SECONDS = 300.0  # the producers' bound; both runs finish well within it
 PRODUCERS = 4  # processes, each sending to a quarter of the topics: one Python producer cannot send 20,000/s here
 LONG_LINGER = str(30 * 86400)
 PREFIX = "bench-topics-"
@@ -76,7 +76,7 @@ async def _create(bootstrap_servers: str, names: Sequence[str]) -> None:
         await admin.close()
 
 
-def produce(bootstrap_servers: str, names: Sequence[str], seconds: float) -> None:
+def produce(bootstrap_servers: str, names: Sequence[str], tick_seconds: float, seconds: float) -> None:
     """In a process of its own (``python -m bench.topics``): a record to each of ``names`` every tick."""
 
     async def run() -> None:
@@ -90,7 +90,7 @@ def produce(bootstrap_servers: str, names: Sequence[str], seconds: float) -> Non
                 value = orjson.dumps({"sent_ns": time.time_ns(), "pad": pad})
                 for name in names:
                     await producer.send(name, value)
-                tick += TICK_SECONDS
+                tick += tick_seconds
                 await asyncio.sleep(max(0.0, tick - time.monotonic()))
         finally:
             await producer.stop()
@@ -100,7 +100,9 @@ def produce(bootstrap_servers: str, names: Sequence[str], seconds: float) -> Non
 
 async def _produced(bootstrap_servers: str, names: Sequence[str]) -> int:
     """Records in all the topics: the sum of their end offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, request_timeout_ms=120_000
+    )  # a broker busy with 20,000 records/s on 2 cores is slow
     await consumer.start()
     try:
         ends = await consumer.end_offsets([TopicPartition(n, p) for n in names for p in range(TOPIC_PARTITIONS)])
@@ -178,13 +180,14 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1] if len(values) > 1 else values[0]
 
 
-def run(context: Context) -> dict[str, Any]:
+def run(context: Context, rate: int = RATE) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for pin_all in (False, True):
         run_id = f"{'all' if pin_all else 'w'}{int(time.time()) % 100000}"
         names = _names(run_id)
         asyncio.run(_create(context.bootstrap_servers, names))
-        producers = [spawn([sys.executable, "-m", "bench.topics", context.bootstrap_servers, run_id, str(n)],
+        tick = str(TOPICS / rate)  # each topic gets a record every tick
+        producers = [spawn([sys.executable, "-m", "bench.topics", context.bootstrap_servers, run_id, str(n), tick],
                            context.workdir / f"topics-producer-{run_id}-{n}.log", cwd=BENCH.parent)
                      for n in range(PRODUCERS)]  # fmt: skip
         extra = ("--linger-seconds", LONG_LINGER) if pin_all else ()
@@ -194,7 +197,7 @@ def run(context: Context) -> dict[str, Any]:
             time.sleep(2)  # the producers are up to rate
             if any(producer.poll() is not None for producer in producers):
                 raise RuntimeError(f"a producer exited; see {context.workdir}")
-            print(f"  {'read-everything' if pin_all else 'watched'}: {TOPICS} topics, {RATE} records/s ...", flush=True)
+            print(f"  {'read-everything' if pin_all else 'watched'}: {TOPICS} topics, {rate} records/s ...", flush=True)
             runs.append(asyncio.run(_measure(server, names, pin_all, context)))
         finally:
             stop(server.process)
@@ -202,7 +205,7 @@ def run(context: Context) -> dict[str, Any]:
                 stop(producer)
     watched, everything = runs
     return {
-        "topics": TOPICS, "partitions": TOPIC_PARTITIONS, "rate": RATE, "watched_topics": WATCHED,
+        "topics": TOPICS, "partitions": TOPIC_PARTITIONS, "rate": rate, "watched_topics": WATCHED,
         "runs": runs,
         "ratios": {
             "cpu": round(watched["cpu_percent"] / everything["cpu_percent"], 3),
@@ -214,5 +217,5 @@ def run(context: Context) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    bootstrap, topic_run, share = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    produce(bootstrap, _names(topic_run)[share::PRODUCERS], PRODUCE_SECONDS)
+    bootstrap, topic_run, share, tick_seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    produce(bootstrap, _names(topic_run)[share::PRODUCERS], tick_seconds, PRODUCE_SECONDS)

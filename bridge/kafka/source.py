@@ -86,6 +86,7 @@ class KafkaSource:
         self.partitions: dict[str, int] = {}  # served topics Kafka has: their partition counts (metadata only)
         self.watchers: dict[str, int] = {}  # open streams per watched topic
         self._lingering: dict[str, asyncio.TimerHandle] = {}  # unwatched topics still read, until their release
+        self._round: asyncio.Task[None] | None = None  # reading the watched topics not read yet
         self.assignments = 0  # topics assigned on their first stream
         self.releases = 0  # topics unassigned after their linger
 
@@ -130,6 +131,8 @@ class KafkaSource:
     async def stop(self) -> None:
         for timer in self._lingering.values():
             timer.cancel()
+        if self._round is not None:
+            self._round.cancel()
         for task in tuple(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -286,30 +289,47 @@ class KafkaSource:
                 lingering.cancel()
             self._hub.mark_watched(topic, now=True)
         try:
-            if any(topic not in self._hub.channels for topic in topics):
-                async with asyncio.timeout(WATCH_TIMEOUT_SECONDS), self._assigning:
-                    await self._read_from_live_end()
+            async with asyncio.timeout(WATCH_TIMEOUT_SECONDS):
+                while any(topic not in self._hub.channels and topic in self.partitions for topic in topics):
+                    # Shielded: a stream that gives up does not cancel the round the others wait for.
+                    await asyncio.shield(self._reading_round())
         except BaseException:
             self.unwatch(topics)
             raise
 
+    def _reading_round(self) -> asyncio.Task[None]:
+        """The round that reads every watched topic not read yet, shared by all
+        the streams waiting for it (a reconnect storm over many topics makes a
+        few rounds, not one per topic); a new one once the last has ended."""
+        if self._round is None or self._round.done():
+            self._round = asyncio.create_task(self._read_from_live_end(), name="kafka-watch")
+            # Its KafkaError reaches the streams awaiting it; none may be left to hear of it.
+            self._round.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return self._round
+
     async def _read_from_live_end(self) -> None:
-        """Read every watched topic not read yet: the streams that wait for their
-        turn meanwhile (a reconnect storm over many topics) are served by one
-        round of end offsets and one assignment, not one each."""
-        unread = [topic for topic in self.watchers if topic not in self._hub.channels and topic in self.partitions]
-        fresh = [TopicPartition(topic, partition) for topic in unread for partition in range(self.partitions[topic])]
-        if not fresh:
+        async with self._assigning:
+            unread = {
+                t: self.partitions[t] for t in self.watchers if t not in self._hub.channels and t in self.partitions
+            }
+            fresh = [TopicPartition(topic, p) for topic, count in unread.items() for p in range(count)]
+            # Over the watchdog's client: the consumer's connection may have a fetch in front of the request.
+            ends = await self._probe.end_offsets(fresh) if fresh else {}
+            # From here on no await: channels and assignment change together.
+            still = {topic: count for topic, count in unread.items() if topic in self.watchers}  # not given up since
+            self._open_channels(still, ends)
+
+    def _open_channels(self, topics: Mapping[str, int], ends: Mapping[TopicPartition, int]) -> None:
+        """Read ``topics`` (their partition counts) from ``ends``."""
+        if not topics:
             return
-        ends = await self._consumer.end_offsets(fresh)
-        # From here on no await: channels and assignment change together.
-        for topic in unread:
-            start = [ends[TopicPartition(topic, partition)] for partition in range(self.partitions[topic])]
+        for topic, count in topics.items():
+            start = [ends[TopicPartition(topic, partition)] for partition in range(count)]
             self._hub.open_channel(topic, start)
             self._hub.mark_watched(topic, now=True)
             logger.info("reading %s from offsets %s: it is watched", topic, start)
         self._apply_assignment()
-        self.assignments += len(unread)
+        self.assignments += len(topics)
 
     def unwatch(self, topics: Sequence[str]) -> None:
         """A stream on ``topics`` ended: a topic none watches any more is released after the linger."""
