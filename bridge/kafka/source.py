@@ -313,8 +313,7 @@ class KafkaSource:
                 t: self.partitions[t] for t in self.watchers if t not in self._hub.channels and t in self.partitions
             }
             fresh = [TopicPartition(topic, p) for topic, count in unread.items() for p in range(count)]
-            # Over the watchdog's client: the consumer's connection may have a fetch in front of the request.
-            ends = await self._probe.end_offsets(fresh) if fresh else {}
+            ends = await self._consumer.end_offsets(fresh) if fresh else {}
             # From here on no await: channels and assignment change together.
             still = {topic: count for topic, count in unread.items() if topic in self.watchers}  # not given up since
             self._open_channels(still, ends)
