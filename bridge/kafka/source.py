@@ -315,8 +315,13 @@ class KafkaSource:
             fresh = [TopicPartition(topic, p) for topic, count in unread.items() for p in range(count)]
             ends = await self._consumer.end_offsets(fresh) if fresh else {}
             # From here on no await: channels and assignment change together.
-            still = {topic: count for topic, count in unread.items() if topic in self.watchers}  # not given up since
-            self._open_channels(still, ends)
+            self._open_channels(unread, ends)
+            # Topics whose streams gave up meanwhile (Kafka slower than WATCH_TIMEOUT_SECONDS) are read
+            # all the same, for the linger: their browsers' retries find them read, instead of
+            # starting a round that is given up again.
+            for topic in unread:
+                if topic not in self.watchers:
+                    self._linger(topic)
 
     def _open_channels(self, topics: Mapping[str, int], ends: Mapping[TopicPartition, int]) -> None:
         """Read ``topics`` (their partition counts) from ``ends``."""
@@ -332,14 +337,20 @@ class KafkaSource:
 
     def unwatch(self, topics: Sequence[str]) -> None:
         """A stream on ``topics`` ended: a topic none watches any more is released after the linger."""
-        loop = asyncio.get_running_loop()
         for topic in topics:
             self.watchers[topic] -= 1
             if self.watchers[topic]:
                 continue
             del self.watchers[topic]
             self._hub.mark_watched(topic, now=False)
-            self._lingering[topic] = loop.call_later(self._settings.linger_seconds, self._linger_ended, topic)
+            self._linger(topic)
+
+    def _linger(self, topic: str) -> None:
+        """Release ``topic`` after the linger (from now), unless a stream watches it again before."""
+        if (lingering := self._lingering.pop(topic, None)) is not None:
+            lingering.cancel()
+        loop = asyncio.get_running_loop()
+        self._lingering[topic] = loop.call_later(self._settings.linger_seconds, self._linger_ended, topic)
 
     def _linger_ended(self, topic: str) -> None:
         del self._lingering[topic]
