@@ -27,12 +27,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import catchup, connections, fanout, report, responses
+from bench import catchup, connections, fanout, report, responses, topics
 from bench.processes import BENCH, TOPIC_PARTITIONS, Context, build_load_client, create_topic
 from bridge.kafka.local import KAFKA_VERSION, LocalKafka
 
 RESULTS = BENCH / "results"
-SCENARIOS = ("fanout", "connections", "catchup", "responses")
+SCENARIOS = ("fanout", "connections", "catchup", "responses", "topics")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -42,6 +42,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--catchup-records", type=int, default=1_000_000, help="records behind (default 1000000)")
     parser.add_argument("--rates", default=",".join(map(str, fanout.RATES)),
                         help="fan-out steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
+    parser.add_argument("--topics-rate", type=int, default=topics.RATE,
+                        help="records/s over the 200 topics of the topics scenario (default %(default)s)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     arguments = parser.parse_args(argv)
     arguments.scenarios = [name for name in arguments.scenarios.split(",") if name]
@@ -105,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "responses" in arguments.scenarios:
             print("the streaming response alone: bridge, sse-starlette, FastAPI", flush=True)
             results["responses"] = responses.run()
+        if "topics" in arguments.scenarios:
+            print("(e) topics: 200 served, 5 watched, against reading every served topic", flush=True)
+            results["topics"] = topics.run(context, arguments.topics_rate)
         completed = True
     finally:
         kafka.remove()

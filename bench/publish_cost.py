@@ -82,7 +82,7 @@ class PerSubscriberIds(View):
 
 
 def setup(subscriptions: Sequence[Subscription], view_type: type[View] = View) -> tuple[Channel, list[Subscriber]]:
-    hub = Hub(ring_records=10_000, ring_bytes=1 << 30, type_header=None)
+    hub = Hub(ring_records=10_000, ring_bytes=1 << 30, ring_total_bytes=1 << 30, type_header=None)
     for topic in ("a", "b", "c"):
         hub.open_channel(topic, (0, 0, 0))
     subscribers = []

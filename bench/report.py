@@ -87,6 +87,26 @@ def print_tables(results: dict[str, Any]) -> None:
         )  # fmt: skip
     if "responses" in results:
         _responses_table(results["responses"])
+    if "topics" in results:
+        _topics_table(results["topics"])
+
+
+def _topics_table(topics: dict[str, Any]) -> None:
+    _table(
+        f"(e) topics: {topics['topics']} served x {topics['partitions']} partitions, {topics['rate']} records/s, "
+        f"streams on {topics['watched_topics']}",
+        ["run", "produced/s", "bridge CPU%", "RSS start MB", "RSS end MB", "RSS growth MB", "records read/s",
+         "others CPU%"],
+        [[r["name"], r["produced_per_s"], r["cpu_percent"], r["rss_start_mb"], r["rss_end_mb"], r["rss_growth_mb"],
+          r["records_read_per_s"], r["others_cpu_percent"]] for r in topics["runs"]],
+    )  # fmt: skip
+    ratios = topics["ratios"]
+    print(f"watched / read-everything: CPU {ratios['cpu']}, records read {ratios['records_read']}, "
+          f"RSS growth {ratios['rss_growth']}")  # fmt: skip
+    first = topics["runs"][0]["first_event"]
+    print(f"first event on an unwatched topic ({first['topics']} topics): after the request p50 "
+          f"{first['request_p50_ms']} ms, p99 {first['request_p99_ms']} ms; after its record was produced p50 "
+          f"{first['produced_p50_ms']} ms, p99 {first['produced_p99_ms']} ms")  # fmt: skip
 
 
 def _responses_table(rows: Sequence[dict[str, Any]]) -> None:

@@ -67,7 +67,12 @@ class Variant(NamedTuple):
 
 def bridge_variant() -> Variant:
     settings = Settings()
-    hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=None)
+    hub = Hub(
+        ring_records=settings.ring_records,
+        ring_bytes=settings.ring_bytes,
+        ring_total_bytes=settings.ring_total_bytes,
+        type_header=None,
+    )
     channel = hub.open_channel("t", [0])
     view = hub.view(Subscription.of(["t"]))
     catchups = CatchUps(settings, client_options(settings))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
 import orjson
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
@@ -60,7 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
     authorizer = build_authorizer(settings)  # reads the key files: a bad one fails start-up
     # An id ahead of this replica waits for it at least two looks for new partitions long.
     ahead_wait = max(AHEAD_WAIT_SECONDS, 2 * settings.metadata_interval + 1)
-    hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes, type_header=settings.type_header,
+    hub = Hub(ring_records=settings.ring_records, ring_bytes=settings.ring_bytes,
+              ring_total_bytes=settings.ring_total_bytes, type_header=settings.type_header,
               ahead_wait=ahead_wait)  # fmt: skip
     kafka = client_options(settings)  # reads the password and TLS files: a bad one fails start-up
     schema_registry = SchemaRegistry(settings)  # reads its secret files: a bad one fails start-up
@@ -142,26 +144,38 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/topics")
     async def topics() -> dict[str, object]:
-        """The served topics: partitions, the bridge's position in each, each
-        one's log end offset as of the bridge's last fetch and the event types
-        its type header gave recent records; and what the page at / needs: the
+        """The served topics: partitions, whether this process reads it now
+        (it is watched, or was within the linger), and for those it reads the
+        bridge's position in each partition, each one's log end offset as of
+        the bridge's last fetch (null for the others) and the event types its
+        type header gave recent records; and what the page at / needs: the
         topics it opens with (``--page-topics``) and the control event types."""
-        served = [
-            {"topic": name, "partitions": len(channel.position), "position": channel.position,
-             "end_offsets": [source.end_offset(name, p) or offset for p, offset in enumerate(channel.position)],
-             "event_types": channel.named_event_types()}
-            for name, channel in sorted(hub.channels.items())
-        ]  # fmt: skip
+        served: list[dict[str, object]] = []
+        for name, count in sorted(source.partitions.items()):
+            channel = hub.channels.get(name)
+            if channel is None:
+                served.append({"topic": name, "partitions": count, "read": False, "position": None,
+                               "end_offsets": None, "event_types": []})  # fmt: skip
+                continue
+            ends = [source.end_offset(name, p) or offset for p, offset in enumerate(channel.position)]
+            served.append({"topic": name, "partitions": len(channel.position), "read": True,
+                           "position": channel.position, "end_offsets": ends,
+                           "event_types": channel.named_event_types()})  # fmt: skip
         return {"topics": served, "page_topics": settings.page_topics, "control_events": sorted(CONTROL_TYPES)}
 
-    def event_stream(request: Request, topics: Sequence[str], raw_id: str | None, since: str | None,
-                     format: Format | None) -> EventStream | JSON:  # fmt: skip
+    def unknown_topic(topics: Sequence[str], known: Container[str]) -> JSON | None:
+        missing = [topic for topic in topics if topic not in known]
+        if not missing:
+            return None
+        if not source.assigned:
+            return error_response(503, "not_ready", "the bridge has not reached Kafka yet", {"Retry-After": "2"})
+        return error_response(404, "unknown_topic", f"topic {missing[0]!r} is not served by this bridge")
+
+    async def event_stream(request: Request, topics: Sequence[str], raw_id: str | None, since: str | None,
+                           format: Format | None) -> EventStream | JSON:  # fmt: skip
         access = authorizer.authorize(request, topics)
-        missing = [topic for topic in topics if topic not in hub.channels]
-        if missing:
-            if not source.assigned:
-                return error_response(503, "not_ready", "the bridge has not reached Kafka yet", {"Retry-After": "2"})
-            return error_response(404, "unknown_topic", f"topic {missing[0]!r} is not served by this bridge")
+        if (refused := unknown_topic(topics, source.partitions)) is not None:
+            return refused
         try:
             subscription = Subscription.of(topics, parse_filter(request.query_params.multi_items()),
                                            format or Format(settings.format))  # fmt: skip
@@ -178,12 +192,21 @@ def create_app(settings: Settings) -> FastAPI:
             return error_response(400, "bad_event_id", str(error))
         except ValueError as error:
             return error_response(400, "bad_since", str(error))
+        try:
+            await source.watch(subscription.topics)
+        except (TimeoutError, KafkaError):
+            return error_response(503, "not_ready", "Kafka did not answer in time", {"Retry-After": "2"})
+        # Counted from here: the stream ends it (EventStream's on_close) whatever happens.
+        if (refused := unknown_topic(subscription.topics, hub.channels)) is not None:  # deleted meanwhile
+            source.unwatch(subscription.topics)
+            return refused
         view = hub.view(subscription)
         notices: list[bytes] = []
         if tagged is not None:
             start, notices = view.reconcile(*tagged)
         return EventStream(view, start, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
-                           retry_ms=settings.retry_ms, expires_at=access.expires_at, notices=notices)  # fmt: skip
+                           retry_ms=settings.retry_ms, expires_at=access.expires_at, notices=notices,
+                           on_close=lambda: source.unwatch(subscription.topics))  # fmt: skip
 
     # status_code: FastAPI would read the default from the response class's __init__, which EventStream lacks
     @app.get(
@@ -197,7 +220,7 @@ def create_app(settings: Settings) -> FastAPI:
         starting at ``since`` (ISO-8601 time, epoch milliseconds or
         ``earliest``); an event id wins over ``since``. Filters (``key``,
         ``header.NAME``, ``where``) and ``format`` as in docs/subscribing.md."""
-        return event_stream(request, [topic], last_event_id or last_event_id_query, since, format)
+        return await event_stream(request, [topic], last_event_id or last_event_id_query, since, format)
 
     @app.get("/sse", response_class=EventStream, status_code=200, response_model=None, responses=STREAM_RESPONSES)
     async def streams(request: Request, topic: TopicsQuery,
@@ -205,6 +228,6 @@ def create_app(settings: Settings) -> FastAPI:
                       since: SinceQuery = None, format: FormatQuery = None) -> EventStream | JSON:  # fmt: skip
         """Several topics on one stream (``topic=a&topic=b``), records in
         arrival order, one id covering every topic; otherwise as ``/sse/{topic}``."""
-        return event_stream(request, topic, last_event_id or last_event_id_query, since, format)
+        return await event_stream(request, topic, last_event_id or last_event_id_query, since, format)
 
     return app

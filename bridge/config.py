@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     ring_bytes: int = Field(
         default=64 * 1024 * 1024, ge=0, description="bytes of encoded events per topic kept for resume from memory"
     )
+    ring_total_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=0,
+        description="bytes all rings of the process may hold together, records kept beside the events included; "
+        "the rings of the topics watched least recently give up their oldest records first",
+    )  # fmt: skip
+    linger_seconds: float = Field(
+        default=300.0, ge=1, le=30 * 86400,
+        description="seconds a topic is still read after its last stream ended (a reconnect finds its ring)",
+    )  # fmt: skip
     outbox_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024,
         description="bytes a client may fall behind before it is disconnected (it resumes from its last id)",

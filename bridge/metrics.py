@@ -8,9 +8,11 @@ those counters at scrape time, together with the state the gauges show
 loop thread, where that state changes, so they see it consistent without
 locks; a scrape costs O(topics * partitions).
 
-Topic labels come from the hub's channels, which exist only for served
+Topic labels come from the topics this process has read (counters: every
+topic it ever read, so they never go backwards when a topic is released and
+read again; ring and lag gauges: the topics it reads now), all of them served
 topics, so their number is bounded by what ``--topics`` matches; every label
-set a topic can have is there, at 0, from the moment it is served.
+set a topic can have is there, at 0, from the moment it is first read.
 
 Every app has a registry of its own (``create_app`` makes one), so apps in one
 interpreter (tests) share nothing. The bridge runs one process per port with
@@ -22,7 +24,7 @@ workers sharing a port, so no multiprocess mode is needed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -54,7 +56,6 @@ _TOPIC_COUNTERS: Sequence[tuple[str, str, Callable[[TopicStats], int]]] = (
     ("records_consumed", "Records read by this process's Kafka consumer", lambda stats: stats.records_consumed),
 )
 _TOPIC_GAUGES: Sequence[tuple[str, str, Callable[[Channel], float]]] = (
-    ("subscribers", "Connected streams: live, waiting or catching up", lambda channel: channel.stats.connected),
     ("ring_records", "Records in the ring buffer", lambda channel: len(channel.ring)),
     ("ring_bytes", "Bytes of encoded events in the ring buffer", lambda channel: channel.ring.size_bytes),
     (
@@ -72,6 +73,14 @@ class KafkaState(Protocol):
     def reachable(self) -> bool: ...
     @property
     def ready(self) -> bool: ...
+    @property
+    def partitions(self) -> Mapping[str, int]: ...
+    @property
+    def watchers(self) -> Mapping[str, int]: ...
+    @property
+    def assignments(self) -> int: ...
+    @property
+    def releases(self) -> int: ...
     def end_offset(self, topic: str, partition: int) -> int | None: ...
     def log_end_offset(self, topic: str, partition: int) -> int | None: ...
 
@@ -88,12 +97,30 @@ class BridgeCollector:
         self._catchups = catchups
 
     def collect(self) -> Iterator[Metric]:
-        channels = [self._hub.channels[topic] for topic in sorted(self._hub.channels)]
+        hub, kafka = self._hub, self._kafka
+        channels = [hub.channels[topic] for topic in sorted(hub.channels)]
+        every_stats = sorted(hub.stats.items())  # of every topic ever read, the released ones too
         for name, documentation, counted in _TOPIC_COUNTERS:
             counter = CounterMetricFamily(PREFIX + name, documentation, labels=["topic"])
-            for channel in channels:
-                counter.add_metric([channel.topic], counted(channel.stats))
+            for topic, stats in every_stats:
+                counter.add_metric([topic], counted(stats))
             yield counter
+        subscribers = GaugeMetricFamily(
+            PREFIX + "subscribers", "Connected streams: live, waiting or catching up", labels=["topic"]
+        )
+        for topic, stats in every_stats:
+            subscribers.add_metric([topic], stats.connected)
+        yield subscribers
+        yield from self._topics(kafka)
+        yield GaugeMetricFamily(
+            PREFIX + "rings_memory_bytes",
+            "Memory the rings of all topics hold together (events and the records beside them)",
+            value=hub.budget.used,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "rings_memory_budget_bytes", "--ring-total-bytes: what the rings may hold together",
+            value=hub.budget.max_bytes,
+        )  # fmt: skip
         for name, documentation, measured in _TOPIC_GAUGES:
             gauge = GaugeMetricFamily(PREFIX + name, documentation, labels=["topic"])
             for channel in channels:
@@ -116,14 +143,15 @@ class BridgeCollector:
             "Log end offset minus the readable end: offsets an open transaction holds back (as of the last fetch)",
             labels=["topic", "partition"],
         )
-        for channel in channels:
-            topic = channel.topic
-            for reason, count in channel.stats.streams_closed.items():
+        for topic, stats in every_stats:
+            for reason, count in stats.streams_closed.items():
                 closed.add_metric([topic, reason.value], count)
             for reserved in RESERVED_CLOSE_REASONS:
                 closed.add_metric([topic, reserved], 0)
-            for kind, count in channel.stats.resumes.items():
+            for kind, count in stats.resumes.items():
                 resumes.add_metric([topic, kind.value], count)
+        for channel in channels:
+            topic = channel.topic
             for partition, position in enumerate(channel.position):
                 end = self._kafka.end_offset(topic, partition)
                 if end is not None:
@@ -132,12 +160,12 @@ class BridgeCollector:
                     held.add_metric([topic, str(partition)], (log_end or end) - end)
         yield from (closed, resumes, lag, held)
         yield CounterMetricFamily(
-            PREFIX + "heartbeats", "Heartbeat comments sent", value=sum(c.stats.heartbeats for c in channels)
+            PREFIX + "heartbeats", "Heartbeat comments sent", value=sum(s.heartbeats for _, s in every_stats)
         )
         yield CounterMetricFamily(
             PREFIX + "send_failures",
             "Writes to a stream that raised: cut mid-write for being slow, or a connection error",
-            value=sum(c.stats.send_failures for c in channels),
+            value=sum(s.send_failures for _, s in every_stats),
         )
         yield GaugeMetricFamily(
             PREFIX + "catchups_in_progress", "Catch-ups reading Kafka", value=self._catchups.running
@@ -151,6 +179,23 @@ class BridgeCollector:
         yield GaugeMetricFamily(PREFIX + "ready", "1 if /readyz answers 200", value=int(self._kafka.ready))
         # Scrapes run on the event loop (metrics.py's header): its tasks, to see none leak
         yield GaugeMetricFamily(PREFIX + "asyncio_tasks", "Tasks on the event loop", value=len(asyncio.all_tasks()))
+
+    def _topics(self, kafka: KafkaState) -> Iterator[Metric]:
+        """How many topics are served, read and watched, and how often one was assigned and released."""
+        yield GaugeMetricFamily(PREFIX + "topics_served", "Served topics Kafka has (known from metadata)",
+                                value=len(kafka.partitions))  # fmt: skip
+        yield GaugeMetricFamily(
+            PREFIX + "topics_read", "Topics this process reads now: watched, or in the linger after their last stream",
+            value=len(self._hub.channels),
+        )  # fmt: skip
+        yield GaugeMetricFamily(PREFIX + "topics_watched", "Topics with at least one open stream",
+                                value=len(kafka.watchers))  # fmt: skip
+        yield CounterMetricFamily(PREFIX + "topic_assignments", "Topics assigned to the consumer on their first stream",
+                                  value=kafka.assignments)  # fmt: skip
+        yield CounterMetricFamily(
+            PREFIX + "topic_releases", "Topics unassigned, their ring released, a linger after their last stream",
+            value=kafka.releases,
+        )  # fmt: skip
 
 
 class FaultsCollector:

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from bridge.fanout.batch import Batch
 from bridge.fanout.outbox import CloseReason, Subscriber
-from bridge.fanout.ring import Entry, RingBuffer
+from bridge.fanout.ring import Entry, RingBudget, RingBuffer
 from bridge.wire import cursor as cursors
 from bridge.wire.events import KafkaRecord, event_type_from_headers, record_event
 
@@ -71,15 +71,16 @@ class Channel:
     """One served topic: its position, its ring, the views over it and its counters."""
 
     def __init__(self, topic: str, start: Sequence[int], *, ring_records: int, ring_bytes: int,
-                 type_header: str | None, tag: str = "") -> None:  # fmt: skip
+                 type_header: str | None, budget: RingBudget, stats: TopicStats | None = None,
+                 tag: str = "") -> None:  # fmt: skip
         self.topic = topic
         self.tag = tag  # of the topic's Kafka id, in every event id (cursor.py)
         self.deleted = False  # the topic was deleted: its streams end with a deleted event
         self.position = list(start)
-        self.ring = RingBuffer(start, max_records=ring_records, max_bytes=ring_bytes)
+        self.ring = RingBuffer(start, max_records=ring_records, max_bytes=ring_bytes, budget=budget)
         self.type_header = type_header
         self.views: dict[Listener, None] = {}  # an ordered set
-        self.stats = TopicStats()
+        self.stats = stats if stats is not None else TopicStats()
 
     def add_partitions(self, starts: Sequence[int]) -> None:
         self.position.extend(starts)

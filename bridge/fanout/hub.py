@@ -1,46 +1,74 @@
-"""The channels of every served topic (channel.py), and the views over them (views.py)."""
+"""The channels of the topics a process reads (channel.py), and the views over them (views.py).
+
+A topic has a channel only while it is read: the Kafka source opens it when
+the topic's first stream comes and drops it a linger period after the last
+one ended (kafka/source.py). Its counters outlive the channel, so the
+metrics' counters never go backwards when a topic is read again.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bridge.fanout.channel import Channel, Listener
+from bridge.fanout.channel import Channel, Listener, TopicStats
 from bridge.fanout.outbox import CloseReason, Subscriber
+from bridge.fanout.ring import RingBudget
 from bridge.fanout.views import AHEAD_WAIT_SECONDS, Subscription, View
 
 
 class Hub:
-    """The channels of every served topic, and the views over them."""
+    """The channels of the topics read now, the views over them, and the memory their rings share."""
 
-    def __init__(self, *, ring_records: int, ring_bytes: int, type_header: str | None,
+    def __init__(self, *, ring_records: int, ring_bytes: int, ring_total_bytes: int, type_header: str | None,
                  ahead_wait: float = AHEAD_WAIT_SECONDS) -> None:  # fmt: skip
         self.channels: dict[str, Channel] = {}
         self.views: dict[Subscription, View] = {}
+        self.stats: dict[str, TopicStats] = {}  # every topic ever read
+        self.budget = RingBudget(ring_total_bytes)
         self._ahead_wait = ahead_wait
         self._ring_records = ring_records
         self._ring_bytes = ring_bytes
         self._type_header = type_header
 
     def open_channel(self, topic: str, start: Sequence[int], tag: str = "") -> Channel:
+        stats = self.stats.setdefault(topic, TopicStats())
         channel = Channel(topic, start, ring_records=self._ring_records, ring_bytes=self._ring_bytes,
-                          type_header=self._type_header, tag=tag)  # fmt: skip
+                          type_header=self._type_header, budget=self.budget, stats=stats, tag=tag)  # fmt: skip
         self.channels[topic] = channel
         return channel
 
-    def delete_topic(self, topic: str) -> None:
-        """The topic is gone from Kafka: its channel and ring are dropped and
-        every stream over it ends with a ``deleted`` event (stream.py). Streams
-        still catching up see ``channel.deleted`` and end the same way."""
-        channel = self.channels.pop(topic)
-        channel.deleted = True
+    def drop_channel(self, topic: str, reason: CloseReason = CloseReason.SHUTDOWN) -> Channel | None:
+        """Forget ``topic``'s channel and all it holds: its position, its ring
+        (its memory goes back to the budget) and the views over it, whose
+        streams end with ``reason``. Streams still catching up over it are the
+        catch-ups' to end (kafka/catchup.py)."""
+        channel = self.channels.pop(topic, None)
+        if channel is None:
+            return None
         for view in tuple(channel.views):
-            view.close_all(CloseReason.TOPIC_DELETED)
+            view.close_all(reason)
         for subscription, view in tuple(self.views.items()):
-            if channel in view.channels:  # made for a stream that has not subscribed yet (View.subscribe)
+            if channel in view.channels:  # a view whose streams still catch up: a new stream gets a new one
                 del self.views[subscription]
+        self.budget.leave(channel.ring)
+        return channel
+
+    def delete_topic(self, topic: str) -> None:
+        """The topic is gone from Kafka: its channel is dropped and every stream
+        over it ends with a ``deleted`` event (stream.py). Streams still
+        catching up see ``channel.deleted`` and end the same way."""
+        self.channels[topic].deleted = True
+        self.drop_channel(topic, CloseReason.TOPIC_DELETED)
+
+    def mark_watched(self, topic: str, now: bool) -> None:
+        """A stream of ``topic`` opened or ended (``now``: some stream still watches it): the ring
+        of the topic watched least recently gives up its entries first."""
+        channel = self.channels.get(topic)
+        if channel is not None:
+            self.budget.watched(channel.ring, now)
 
     def view(self, subscription: Subscription) -> View:
-        """The view streams of ``subscription`` share; its topics must be served."""
+        """The view streams of ``subscription`` share; its topics must be read."""
         view = self.views.get(subscription)
         if view is None:
             # Registered at once, so that streams still catching up share it too;

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -62,7 +62,8 @@ class EventStream(Response):
 
     def __init__(self, view: View, start: Cursor | Since | None, catchups: CatchUps, *,
                  outbox_bytes: int, heartbeat: float, retry_ms: int,
-                 expires_at: float | None = None, notices: Sequence[bytes] = ()) -> None:  # fmt: skip
+                 expires_at: float | None = None, notices: Sequence[bytes] = (),
+                 on_close: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         self.status_code = 200
         self.background = None
         self.view = view
@@ -75,6 +76,7 @@ class EventStream(Response):
         self.outbox_bytes = outbox_bytes
         self.heartbeat = heartbeat
         self.expires_at = expires_at  # epoch seconds: the client's token ends then
+        self.on_close = on_close  # after the stream has left its view: its topics are watched one stream less
         self.preamble = sse.format_retry(retry_ms) + sse.format_comment("kafka-sse-bridge")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,6 +126,7 @@ class EventStream(Response):
                         await task
             for stats in every_stats:
                 stats.streams_closed[reason] += 1
+            self.on_close()
         if reason is CloseReason.SLOW:
             raise SlowClientDisconnect
         if reason is CloseReason.TOKEN_EXPIRED:

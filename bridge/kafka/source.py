@@ -1,11 +1,18 @@
 """Reading Kafka: one consumer per process, manual assignment, no consumer group.
 
+A served topic is known from the metadata (its partitions, every
+``metadata_interval``) but read only while it is watched: its first stream
+assigns it (``watch``), from the live end (the end offsets asked at that
+moment); a stream with an id catches up from Kafka as ever. ``--linger-seconds``
+after its last stream ended it is unassigned and its channel released
+(``release``). Cost follows what browsers watch, not the size of the cluster.
+
 The bridge's position in each partition lives in the hub's channels (the next
 offset after the last record published), not in Kafka: there is nothing to
-commit, and every (re)assignment seeks each known partition back to exactly
-that offset. At start every served topic begins at its live end; partitions
-and topics that appear later begin at their first offset, since every record
-in them is new.
+commit, and every change of assignment (``_apply_assignment``) seeks each read
+partition back to exactly that offset, so watching or releasing one topic
+neither skips nor repeats a record of another. Partitions that appear later in
+a read topic begin at their first offset, since every record in them is new.
 
 A watchdog (watchdog.py) asks the broker for the end offsets over a
 client of its own; when records wait past positions that do not move for
@@ -19,7 +26,7 @@ records after it, which is neither lag nor a stall.
 Topics are known by their Kafka topic id (topics.py). A served topic that is
 gone from the metadata, or is there under another id (deleted and created
 again), is dropped: its streams end with a ``deleted`` event; a topic of that
-name that exists again is a new one, read from its first offset. A fetch past
+name that exists again is a new one. A fetch past
 a partition's end (its offsets went back) makes the watcher look at once.
 """
 
@@ -29,12 +36,12 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+from aiokafka.errors import IllegalStateError, KafkaError, OffsetOutOfRangeError
 
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
@@ -71,6 +78,8 @@ METADATA_TIMEOUT_MS = 5000
 METADATA_TRIES = 10
 # Looks at the end offsets per stall bound: a stall is found within 1.25 bounds.
 LOOKS_PER_STALL_BOUND = 4
+# A stream on a topic not read yet waits this long at most for its end offsets; then 503, and it retries.
+WATCH_TIMEOUT_SECONDS = METADATA_TIMEOUT_MS / 1000
 
 
 class KafkaSource:
@@ -78,14 +87,19 @@ class KafkaSource:
     ``metadata_interval``: new topics and partitions, Kafka reachability).
     They share the consumer; every change of assignment is made without an
     await in between, so the reader never sees a partition without its
-    channel or its exact position."""
+    channel or its exact position.
+
+    Topics *known* (``partitions``: every served topic Kafka has) are apart
+    from topics *read* (``hub.channels``: assigned, with a channel): a topic is
+    read from its first ``watch`` until ``linger_seconds`` after its last ``unwatch``."""
 
     def __init__(self, settings: Settings, hub: Hub, kafka: Mapping[str, Any], schemas: SchemaTopics) -> None:
         self._settings = settings
         self._schemas = schemas
         self._kafka = kafka  # client.client_options: brokers, SASL, TLS
         self._hub = hub
-        self._topic_ids: dict[str, bytes] = {}  # of the topics with a channel
+        self._topic_ids: dict[str, bytes] = {}  # of the topics known
+        self._read_ids: dict[str, bytes] = {}  # of the topics read: the id their channel was opened for
         self._look_now = asyncio.Event()  # the reader asks the watcher not to wait for its interval
         self._tasks: list[asyncio.Task[None]] = []
         self._waiting_partitions: set[TopicPartition] = set()  # paused while their topic waits for the registry
@@ -94,6 +108,12 @@ class KafkaSource:
         self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
         self.consumer_restarts = 0  # stalled consumers the watchdog replaced
         self.leaders = Leaders()  # served partitions' leaders: moves logged, leaderless ones counted
+        self.partitions: dict[str, int] = {}  # served topics Kafka has: their partition counts (metadata only)
+        self.watchers: dict[str, int] = {}  # open streams per watched topic
+        self._lingering: dict[str, asyncio.TimerHandle] = {}  # unwatched topics still read, until their release
+        self._round: asyncio.Task[None] | None = None  # reading the watched topics not read yet
+        self.assignments = 0  # topics assigned on their first stream
+        self.releases = 0  # topics unassigned after their linger
 
     @property
     def ready(self) -> bool:
@@ -150,6 +170,10 @@ class KafkaSource:
             logger.error("%s stopped", task.get_name(), exc_info=self.failed)
 
     async def stop(self) -> None:
+        for timer in self._lingering.values():
+            timer.cancel()
+        if self._round is not None:
+            self._round.cancel()
         for task in tuple(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -160,7 +184,7 @@ class KafkaSource:
 
     async def _run(self) -> None:
         await self._connect()
-        self._start_task(self._watch(), "kafka-metadata")
+        self._start_task(self._watch_metadata(), "kafka-metadata")
         self._start_task(self._guard(), "kafka-watchdog")
         self._reader = self._start_task(self._read(), "kafka-reader")
 
@@ -251,11 +275,13 @@ class KafkaSource:
             assigned = list(self._consumer.assignment() - self._consumer.paused())
             try:
                 ends = await self._probe.end_offsets(assigned)
+                positions = {tp: await self._consumer.position(tp) for tp in assigned}
             except KafkaError:
                 detector.reset()  # Kafka unreachable is not a stall; the reader's own retries deal with it
                 await self._renew_probe()
                 continue
-            positions = {tp: await self._consumer.position(tp) for tp in assigned}
+            except IllegalStateError:
+                continue  # a topic was released meanwhile: look again at the new assignment
             if detector.stalled(positions, ends, loop.time()):
                 behind = sum(ends[tp] - positions[tp] for tp in assigned)
                 logger.warning("Kafka consumer stalled: %d record(s) waiting, no progress for %.0f s; replacing it",
@@ -279,13 +305,11 @@ class KafkaSource:
             stalled, self._consumer = self._consumer, self._new_consumer()
             await stalled.stop()
             await self._start_client(self._consumer.start)
-            self._consumer.assign([TopicPartition(topic, partition) for topic, channel in self._hub.channels.items()
-                                   for partition in range(len(channel.position))])  # fmt: skip
-            self._seek_to_channels()
+            self._apply_assignment()
             self.consumer_restarts += 1
             self._reader = self._start_task(self._read(), "kafka-reader")
 
-    async def _watch(self) -> None:
+    async def _watch_metadata(self) -> None:
         while True:
             try:
                 await asyncio.wait_for(self._look_now.wait(), self._settings.metadata_interval)
@@ -313,7 +337,7 @@ class KafkaSource:
             self.reachable = False
             return
         if not self.reachable:
-            logger.info("Kafka reachable; serving %d topic(s)", len(self._hub.channels))
+            logger.info("Kafka reachable; serving %d topic(s)", len(self.partitions))
         self.reachable = True
         self.assigned = True
 
@@ -332,49 +356,136 @@ class KafkaSource:
         """Drop the channels of topics that Kafka no longer has, or has under
         another topic id; no await, as for every change of assignment."""
         gone = [topic for topic in self._hub.channels
-                if topic not in topics or topics[topic].topic_id != self._topic_ids[topic]]  # fmt: skip
+                if topic not in topics or topics[topic].topic_id != self._read_ids[topic]]  # fmt: skip
         if not gone:
             return
         for topic in gone:
             self._hub.delete_topic(topic)
-            del self._topic_ids[topic]
+            del self._read_ids[topic]
             again = " and created again" if topic in topics else ""
             logger.warning("topic %s was deleted%s: its streams were told and ended", topic, again)
-        consumer = self._consumer
-        consumer.assign([tp for tp in consumer.assignment() if tp.topic not in gone])
-        self._seek_to_channels()
-
-    def _seek_to_channels(self) -> None:
-        """Every partition to its channel's position: ``assign()`` forgets them all."""
-        for topic, channel in self._hub.channels.items():
-            for partition, offset in enumerate(channel.position):
-                self._consumer.seek(TopicPartition(topic, partition), offset)
+        self._apply_assignment()
 
     async def _assign(self, topics: Mapping[str, TopicInfo]) -> None:
-        """Assign every partition of every served topic, keeping the exact
-        position of those already read, starting new ones where they belong."""
-        consumer = self._consumer
+        """Know every served topic's partitions; of the topics read, assign
+        the new partitions from their first offset, keeping the exact position
+        of those already read."""
+        self.partitions = {topic: info.partitions for topic, info in topics.items()}
+        self._topic_ids = {topic: info.topic_id for topic, info in topics.items()}
         fresh: list[TopicPartition] = []
-        for topic, info in topics.items():
-            channel = self._hub.channels.get(topic)
-            known = len(channel.position) if channel else 0
-            fresh.extend(TopicPartition(topic, partition) for partition in range(known, info.partitions))
+        for topic, channel in self._hub.channels.items():
+            count = self.partitions.get(topic, 0)
+            fresh.extend(TopicPartition(topic, partition) for partition in range(len(channel.position), count))
         if not fresh:
             return
-        # At start, the live end; later, new partitions and topics hold only new records.
-        starts = await (consumer.beginning_offsets(fresh) if self.assigned else consumer.end_offsets(fresh))
+        # New partitions of a topic read hold only new records.
+        starts = await self._consumer.beginning_offsets(fresh)
         # From here on no await: the reader must see partitions, positions and channels change together.
-        consumer.assign([*consumer.assignment(), *fresh])
-        self._seek_to_channels()
         added: dict[str, list[int]] = defaultdict(list)
         for tp in fresh:
-            consumer.seek(tp, starts[tp])
             added[tp.topic].append(starts[tp])
         for topic, offsets in added.items():
-            channel = self._hub.channels.get(topic)
-            if channel is None:
-                self._topic_ids[topic] = topics[topic].topic_id
-                self._hub.open_channel(topic, offsets, topic_tag(topics[topic].topic_id))
-            else:
-                channel.add_partitions(offsets)
-            logger.info("serving %s: %d new partition(s) from offsets %s", topic, len(offsets), offsets)
+            self._hub.channels[topic].add_partitions(offsets)
+            logger.info("reading %s: %d new partition(s) from offsets %s", topic, len(offsets), offsets)
+        self._apply_assignment()
+
+    def _apply_assignment(self) -> None:
+        """Assign exactly the partitions of the topics read, each at its
+        channel's position. aiokafka's assign() replaces the whole assignment
+        and forgets every position (records fetched ahead are dropped): each
+        partition is seeked back to the next record its channel has not
+        published, so no record of any topic is skipped or repeated."""
+        positions = {TopicPartition(topic, partition): offset for topic, channel in self._hub.channels.items()
+                     for partition, offset in enumerate(channel.position)}  # fmt: skip
+        self._consumer.assign(list(positions))
+        for tp, offset in positions.items():
+            self._consumer.seek(tp, offset)
+
+    # -- watching ----------------------------------------------------------------
+
+    async def watch(self, topics: Sequence[str]) -> None:
+        """Count a stream on ``topics`` and read those not read yet, from
+        their live end. Raises TimeoutError or KafkaError when Kafka does not
+        answer in time; the stream is not counted then."""
+        for topic in topics:
+            self.watchers[topic] = self.watchers.get(topic, 0) + 1
+            if (lingering := self._lingering.pop(topic, None)) is not None:
+                lingering.cancel()
+            self._hub.mark_watched(topic, now=True)
+        try:
+            async with asyncio.timeout(WATCH_TIMEOUT_SECONDS):
+                while any(topic not in self._hub.channels and topic in self.partitions for topic in topics):
+                    # Shielded: a stream that gives up does not cancel the round the others wait for.
+                    await asyncio.shield(self._reading_round())
+        except BaseException:
+            self.unwatch(topics)
+            raise
+
+    def _reading_round(self) -> asyncio.Task[None]:
+        """The round that reads every watched topic not read yet, shared by all
+        the streams waiting for it (a reconnect storm over many topics makes a
+        few rounds, not one per topic); a new one once the last has ended."""
+        if self._round is None or self._round.done():
+            self._round = asyncio.create_task(self._read_from_live_end(), name="kafka-watch")
+            # Its KafkaError reaches the streams awaiting it; none may be left to hear of it.
+            self._round.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return self._round
+
+    async def _read_from_live_end(self) -> None:
+        async with self._assigning:
+            unread = {
+                t: self.partitions[t] for t in self.watchers if t not in self._hub.channels and t in self.partitions
+            }
+            fresh = [TopicPartition(topic, p) for topic, count in unread.items() for p in range(count)]
+            ends = await self._consumer.end_offsets(fresh) if fresh else {}
+            # From here on no await: channels and assignment change together.
+            self._open_channels(unread, ends)
+            # Topics whose streams gave up meanwhile (Kafka slower than WATCH_TIMEOUT_SECONDS) are read
+            # all the same, for the linger: their browsers' retries find them read, instead of
+            # starting a round that is given up again.
+            for topic in unread:
+                if topic not in self.watchers:
+                    self._linger(topic)
+
+    def _open_channels(self, topics: Mapping[str, int], ends: Mapping[TopicPartition, int]) -> None:
+        """Read ``topics`` (their partition counts) from ``ends``."""
+        if not topics:
+            return
+        for topic, count in topics.items():
+            start = [ends[TopicPartition(topic, partition)] for partition in range(count)]
+            self._read_ids[topic] = topic_id = self._topic_ids[topic]
+            self._hub.open_channel(topic, start, topic_tag(topic_id))
+            self._hub.mark_watched(topic, now=True)
+            logger.info("reading %s from offsets %s: it is watched", topic, start)
+        self._apply_assignment()
+        self.assignments += len(topics)
+
+    def unwatch(self, topics: Sequence[str]) -> None:
+        """A stream on ``topics`` ended: a topic none watches any more is released after the linger."""
+        for topic in topics:
+            self.watchers[topic] -= 1
+            if self.watchers[topic]:
+                continue
+            del self.watchers[topic]
+            self._hub.mark_watched(topic, now=False)
+            self._linger(topic)
+
+    def _linger(self, topic: str) -> None:
+        """Release ``topic`` after the linger (from now), unless a stream watches it again before."""
+        if (lingering := self._lingering.pop(topic, None)) is not None:
+            lingering.cancel()
+        loop = asyncio.get_running_loop()
+        self._lingering[topic] = loop.call_later(self._settings.linger_seconds, self._linger_ended, topic)
+
+    def _linger_ended(self, topic: str) -> None:
+        del self._lingering[topic]
+        self._start_task(self.release(topic), "kafka-release")
+
+    async def release(self, topic: str) -> None:
+        """Stop reading ``topic``, unless a stream came for it meanwhile: unassign it and drop its channel."""
+        async with self._assigning:
+            if topic in self.watchers or topic in self._lingering or self._hub.drop_channel(topic) is None:
+                return
+            self._apply_assignment()
+            self.releases += 1
+            logger.info("released %s: unwatched for %.0f s", topic, self._settings.linger_seconds)

@@ -86,6 +86,7 @@ async def test_a_topic_created_again_is_a_new_topic_on_every_resume_path(
     assert new_tag != old_tag
     for bridge in (ring, kafka_only):
         await bridge.wait_for_topic(topic, 3)
+        await bridge.watch(topic)  # read from now on: the new records go into its ring
     new_values = [f"new-{n}" for n in range(6)]
     await cluster.produce(topic, [value.encode() for value in new_values], partitions=3)
     fresh: BridgeProcess = await start_bridge()  # knew nothing of the old topic: the tag alone tells

@@ -88,7 +88,8 @@ async def test_resume_after_a_cut_in_the_middle_of_an_event(
     """Read raw bytes and drop the connection inside an event: the browser keeps
     the id of the last complete event, and resuming from it loses nothing."""
     values = [orjson.dumps({"n": n, "pad": "x" * 300}) for n in range(150)]
-    await cluster.produce(topic, values)  # in the ring before anyone connects
+    await bridge.watch(topic)  # read from now on, so the records are in the ring before anyone connects again
+    await cluster.produce(topic, values)
     async with open_stream(bridge.url, topic, last_event_id="0.0.0") as full:
         everything = await full.events(len(values))
     reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)

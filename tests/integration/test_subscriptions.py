@@ -202,6 +202,7 @@ async def test_envelope_per_stream_and_as_the_configured_default(
 async def test_topics_lists_partitions_positions_and_end_offsets(
     cluster: Cluster, bridge: BridgeProcess, topic: str
 ) -> None:
+    await bridge.watch(topic)  # read from now on: /topics gives its positions
     await cluster.produce(topic, [b"x"] * 7)
     async with httpx.AsyncClient(base_url=bridge.url) as client:
         for _ in range(100):
@@ -210,8 +211,8 @@ async def test_topics_lists_partitions_positions_and_end_offsets(
             if served[topic]["position"] == [3, 2, 2]:
                 break
             await asyncio.sleep(0.1)
-    assert served[topic] == {"topic": topic, "partitions": 3, "position": [3, 2, 2], "end_offsets": [3, 2, 2],
-                             "event_types": []}  # fmt: skip
+    assert served[topic] == {"topic": topic, "partitions": 3, "read": True, "position": [3, 2, 2],
+                             "end_offsets": [3, 2, 2], "event_types": []}  # fmt: skip
     # What the page at / needs: the topics to open with (none set) and the event types that are not records.
     assert answer["page_topics"] == []
     assert {"gap", "reset", "reauth"} <= set(answer["control_events"])

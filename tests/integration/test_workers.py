@@ -51,6 +51,18 @@ def sockets_on(pid: int, port: int, state: str) -> int:
     return count
 
 
+async def listening_workers(bridge: BridgeProcess, count: int, timeout: float = 15.0) -> list[int]:
+    """The workers: the children listening on the port (multiprocessing has a helper process too), once
+    ``count`` of them listen. /readyz answers as soon as one worker is ready, the others may still be starting."""
+    assert bridge.process is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = [child for child in children(bridge.process.pid) if sockets_on(child, bridge.port, LISTEN)]
+        if len(workers) >= count or time.monotonic() > deadline:
+            return workers
+        await asyncio.sleep(0.1)
+
+
 async def every_worker_serves(bridge: BridgeProcess, topic: str, timeout: float = 15.0) -> None:
     """Until ten fresh connections in a row (each to any worker) find ``topic`` served."""
     deadline, in_a_row = time.monotonic() + timeout, 0
@@ -68,8 +80,7 @@ async def test_workers_share_the_port_and_each_serves_every_record(
 ) -> None:
     bridge: BridgeProcess = await start_bridge(workers="2")
     assert bridge.process is not None
-    # the workers are the children listening on the port (multiprocessing has a helper process too)
-    workers = [child for child in children(bridge.process.pid) if sockets_on(child, bridge.port, LISTEN)]
+    workers = await listening_workers(bridge, 2)
     assert len(workers) == 2, bridge.log()
     await every_worker_serves(bridge, topic)
     async with AsyncExitStack() as stack:
@@ -94,6 +105,7 @@ async def test_every_listening_socket_has_the_configured_backlog(
     start_bridge: Callable[..., Any], workers: str
 ) -> None:
     bridge: BridgeProcess = await start_bridge(workers=workers, backlog="123")
+    await listening_workers(bridge, int(workers))
     # ss reads a listening socket's backlog in its Send-Q column (inet_diag's wqueue)
     ss = await asyncio.create_subprocess_exec("ss", "-ltnH", f"sport = :{bridge.port}", stdout=asyncio.subprocess.PIPE)
     listing = (await ss.communicate())[0].decode()

@@ -4,9 +4,9 @@ The configuration is config/nginx/ as the ``lb`` service mounts it, with
 exactly three changes, each of which must apply once (so a reshaped file
 fails loudly instead of being tested half):
 
-- the upstream's ``server bridge:8000 resolve …`` (Docker's DNS name, and
+- each upstream's ``server bridge:8000 resolve …`` (Docker's DNS name, and
   ``resolve``, which needs nginx >= 1.27.3) becomes one ``server`` per
-  bridge process on loopback, with the same parameters;
+  bridge process on loopback, with the same parameters (once per upstream);
 - ``listen 80`` and ``listen 443 …`` become free loopback ports;
 - the certificate paths become a directory of the prefix, where the
   ``lb-cert`` service's script (``self-signed-cert.sh``) makes the pair;
@@ -42,10 +42,13 @@ HTTP_BLOCK = re.compile(r"^http\s*\{", re.MULTILINE)
 CERTIFICATE_SCRIPT = "self-signed-cert.sh"  # what the lb-cert service runs
 
 
-def _replace_once(pattern: re.Pattern[str], replacement: str, text: str) -> str:
-    """``pattern`` replaced by ``replacement``, a template of its groups (``\\g<name>``)."""
+UPSTREAM = re.compile(r"^\s*upstream\s+\w+\s*\{", re.MULTILINE)
+
+
+def _replace_once(pattern: re.Pattern[str], replacement: str, text: str, times: int = 1) -> str:
+    """``pattern`` replaced by ``replacement``, a template of its groups (``\\g<name>``), at ``times`` places."""
     changed, count = pattern.subn(lambda match: match.expand(replacement), text)
-    assert count == 1, f"config/nginx/nginx.conf: expected exactly one match of {pattern.pattern!r}, found {count}"
+    assert count == times, f"config/nginx/nginx.conf: expected {times} match(es) of {pattern.pattern!r}, found {count}"
     return changed
 
 
@@ -73,7 +76,7 @@ def render(prefix: Path, upstream_ports: Sequence[int], port: int, tls_port: int
     parameters = UPSTREAM_SERVER.search(text)
     assert parameters is not None, "config/nginx/nginx.conf has no `server bridge:PORT resolve …;` upstream"
     servers = "\n        ".join(f"server 127.0.0.1:{p}{parameters['parameters']};" for p in upstream_ports)
-    text = _replace_once(UPSTREAM_SERVER, servers, text)
+    text = _replace_once(UPSTREAM_SERVER, servers, text, times=len(UPSTREAM.findall(text)))
     text = _replace_once(LISTEN, f"listen 127.0.0.1:{port};", text)
     text = _replace_once(LISTEN_TLS, f"listen 127.0.0.1:{tls_port}\\g<parameters>;", text)
     text = _replace_once(CERTIFICATE, f"ssl_certificate {prefix}/tls/\\g<file>;", text)

@@ -72,6 +72,13 @@ METRICS: dict[str, frozenset[str]] = {
     "kafka_sse_bridge_send_failures_total": frozenset(),
     "kafka_sse_bridge_kafka_connected": frozenset(),
     "kafka_sse_bridge_ready": frozenset(),
+    "kafka_sse_bridge_topics_served": frozenset(),
+    "kafka_sse_bridge_topics_read": frozenset(),
+    "kafka_sse_bridge_topics_watched": frozenset(),
+    "kafka_sse_bridge_topic_assignments_total": frozenset(),
+    "kafka_sse_bridge_topic_releases_total": frozenset(),
+    "kafka_sse_bridge_rings_memory_bytes": frozenset(),
+    "kafka_sse_bridge_rings_memory_budget_bytes": frozenset(),
 }
 TARGET_LABELS = frozenset({"instance", "job"})  # Prometheus adds these to every scraped series
 # After its graceful shutdown on SIGTERM uvicorn raises the signal again: a container exits with 143.

@@ -82,6 +82,12 @@ class BridgeProcess:
             code = self.process.wait()
         return code
 
+    async def watch(self, topic: str) -> None:
+        """Open a stream on ``topic`` and end it: the bridge reads the topic
+        from now on, for its linger (300 s by default), as if a browser watched it."""
+        async with open_stream(self.url, topic):
+            pass
+
     async def wait_for_topic(self, topic: str, partitions: int = 1, timeout: float = 15.0) -> None:
         """Until the bridge serves ``topic`` with at least ``partitions`` partitions."""
         deadline = time.monotonic() + timeout

@@ -33,7 +33,7 @@ from bridge.kafka.catchup import CatchUps
 
 async def main(unacked: float, heartbeat: float, wait: float) -> float | None:
     settings = Settings()
-    hub = Hub(ring_records=10, ring_bytes=10_000, type_header=None)
+    hub = Hub(ring_records=10, ring_bytes=10_000, ring_total_bytes=1 << 30, type_header=None)
     channel = hub.open_channel("t", [0])
     catchups = CatchUps(settings, {})  # never used: the stream starts live
 

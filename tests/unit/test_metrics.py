@@ -12,6 +12,7 @@ from bridge.config import Settings
 from bridge.fanout.channel import Channel, Resume
 from bridge.fanout.hub import Hub
 from bridge.fanout.outbox import CloseReason, Subscriber
+from bridge.fanout.ring import RingBudget
 from bridge.kafka.catchup import CatchUps
 from bridge.metrics import create_registry, exposition
 from tests.support.records import Record, plain
@@ -25,6 +26,10 @@ class Kafka:
     log_end_offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)  # past an open transaction
     reachable: bool = True
     ready: bool = True
+    partitions: Mapping[str, int] = field(default_factory=dict)
+    watchers: Mapping[str, int] = field(default_factory=dict)
+    assignments: int = 0
+    releases: int = 0
 
     def end_offset(self, topic: str, partition: int) -> int | None:
         return self.end_offsets.get((topic, partition))
@@ -34,7 +39,7 @@ class Kafka:
 
 
 def channel() -> Channel:
-    return Channel("t", (0, 0), ring_records=100, ring_bytes=1 << 20, type_header=None)
+    return Channel("t", (0, 0), ring_records=100, ring_bytes=1 << 20, type_header=None, budget=RingBudget(1 << 30))
 
 
 async def test_a_live_batch_counts_its_events_once_per_subscriber_that_took_it() -> None:
@@ -57,7 +62,7 @@ async def test_a_replay_counts_the_events_it_replays() -> None:
 
 
 async def test_the_collector_reads_counters_and_state_at_scrape_time() -> None:
-    hub = Hub(ring_records=2, ring_bytes=1 << 20, type_header=None)
+    hub = Hub(ring_records=2, ring_bytes=1 << 20, ring_total_bytes=1 << 30, type_header=None)
     topic = hub.open_channel("t", (5, 7))
     hub.open_channel("quiet", (0,))
     topic.publish(
@@ -99,7 +104,7 @@ async def test_the_collector_reads_counters_and_state_at_scrape_time() -> None:
 
 
 async def test_registries_belong_to_their_app() -> None:
-    hubs = [Hub(ring_records=10, ring_bytes=1 << 20, type_header=None) for _ in range(2)]
+    hubs = [Hub(ring_records=10, ring_bytes=1 << 20, ring_total_bytes=1 << 30, type_header=None) for _ in range(2)]
     registries = [create_registry(hub, Kafka({}), CatchUps(Settings(), {})) for hub in hubs]
     hubs[0].open_channel("t", (0,)).stats.streams_opened = 1
     hubs[1].open_channel("t", (0,))
@@ -107,7 +112,11 @@ async def test_registries_belong_to_their_app() -> None:
 
 
 async def test_the_scraper_chooses_the_format() -> None:
-    registry = create_registry(Hub(ring_records=1, ring_bytes=1, type_header=None), Kafka({}), CatchUps(Settings(), {}))
+    registry = create_registry(
+        Hub(ring_records=1, ring_bytes=1, ring_total_bytes=1 << 30, type_header=None),
+        Kafka({}),
+        CatchUps(Settings(), {}),
+    )
     text, content_type = exposition(registry, None)
     assert content_type.startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(text.decode())}

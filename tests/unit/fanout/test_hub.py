@@ -7,12 +7,15 @@ from collections.abc import Sequence
 
 from bridge.fanout.channel import Channel
 from bridge.fanout.outbox import CloseReason, Subscriber
+from bridge.fanout.ring import RingBudget
 from tests.support.records import Record, plain
 from tests.support.sseparse import Event, Parser
 
 
 def channel(start: Sequence[int] = (0, 0), ring_records: int = 100) -> Channel:
-    return Channel("t", start, ring_records=ring_records, ring_bytes=1 << 20, type_header="event-type")
+    return Channel(
+        "t", start, ring_records=ring_records, ring_bytes=1 << 20, type_header="event-type", budget=RingBudget(1 << 30)
+    )
 
 
 def events_of(data: bytes | None) -> list[Event]:

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.fanout import batch
 from bridge.fanout.hub import Hub
-from bridge.fanout.outbox import Subscriber
+from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.views import Subscription
 from bridge.wire import formats
 from bridge.wire.filters import NO_FILTER, parse_filter
@@ -19,7 +19,7 @@ from tests.support.sseparse import Event, Parser
 
 
 def hub() -> Hub:
-    made = Hub(ring_records=100, ring_bytes=1 << 20, type_header=None)
+    made = Hub(ring_records=100, ring_bytes=1 << 20, ring_total_bytes=1 << 30, type_header=None)
     made.open_channel("a", (0, 0))
     made.open_channel("b", (0,))
     return made
@@ -184,3 +184,25 @@ async def test_open_streams_lists_each_stream_once() -> None:
     bridge.view(Subscription.of(["a"])).subscribe(waiting, ((9, 9),))  # ahead of the channel: waits
     bridge.view(Subscription.of(["a"], parse_filter([("key", "k")]))).subscribe(other, None)
     assert sorted(map(id, bridge.open_streams())) == sorted(map(id, (live, waiting, other)))
+
+
+async def test_dropping_a_channel_ends_its_streams_frees_its_ring_and_keeps_its_counters() -> None:
+    made = hub()
+    both, only_b = Subscriber(limit=1 << 20), Subscriber(limit=1 << 20)
+    made.view(Subscription.of(["a", "b"])).subscribe(both, None)
+    made.view(Subscription.of(["b"])).subscribe(only_b, None)
+    made.channels["a"].publish([Record(0, 0, b"x")])
+    made.channels["a"].stats.streams_opened = 1
+    assert made.budget.used > 0
+    dropped = made.drop_channel("a", CloseReason.SHUTDOWN)
+    assert dropped is not None
+    assert "a" not in made.channels
+    assert both.reason is CloseReason.SHUTDOWN
+    assert only_b.reason is None
+    assert list(made.views) == [Subscription.of(["b"])]
+    assert made.budget.used == 0
+    assert made.drop_channel("a") is None
+    again = made.open_channel("a", (1, 0))  # read again later: a new ring, the same counters
+    assert len(again.ring) == 0
+    assert again.position == [1, 0]
+    assert again.stats.streams_opened == 1
