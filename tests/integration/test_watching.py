@@ -70,7 +70,7 @@ async def test_a_topic_is_read_only_while_watched_then_released_after_the_linger
     await bridge.wait_for_topic(topic, 3)
     await cluster.produce(topic, numbered(0, 30))
     assert (await served(bridge))[topic] == {
-        "topic": topic, "partitions": 3, "read": False, "position": None, "end_offsets": None
+        "topic": topic, "partitions": 3, "read": False, "position": None, "end_offsets": None, "event_types": []
     }  # fmt: skip
     assert (await scrape(bridge)).value("records_consumed_total", topic=topic) is None  # never read
     async with open_stream(bridge.url, topic) as client:
