@@ -55,6 +55,7 @@ async def test_the_page_streams_the_page_topics_at_once_with_each_records_metada
     bridge: BridgeProcess = await start_bridge(topics=f"{other},{chosen}", page_topics=chosen)
     await bridge.wait_for_topic(chosen, 3)
     await bridge.wait_for_topic(other, 1)
+    await bridge.watch(chosen)  # read from now on: /topics learns its records' types
     # A type header names this record's type: the page learns it from /topics and listens for it too.
     await cluster.produce(chosen, [b"{}"], headers=[("event-type", b"created")])
     await wait_for_event_type(bridge, chosen, "created")
