@@ -103,6 +103,7 @@ class KafkaSource:
         self._look_now = asyncio.Event()  # the reader asks the watcher not to wait for its interval
         self._tasks: list[asyncio.Task[None]] = []
         self._waiting_partitions: set[TopicPartition] = set()  # paused while their topic waits for the registry
+        self._past_end: set[TopicPartition] = set()  # paused by _out_of_range until the watcher's next look
         self.assigned = False  # the first discovery is done: served topics are known
         self.reachable = False  # the last metadata request was answered
         self.failed: BaseException | None = None  # a task died: a bug, shown by /readyz and the log
@@ -238,6 +239,7 @@ class KafkaSource:
                 logger.warning("%s[%d] ends before offset %d: the topic may have been created again",
                                tp.topic, tp.partition, offset)  # fmt: skip
                 consumer.pause(tp)
+                self._past_end.add(tp)
                 self._look_now.set()
 
     async def _start_client(self, start: Callable[[], Awaitable[object]]) -> None:
@@ -321,7 +323,8 @@ class KafkaSource:
             if not asked:
                 # Partitions paused past their end (_out_of_range) whose topic is still
                 # the same one (a truncated log): fetched again once per interval.
-                self._consumer.resume(*self._consumer.paused())
+                self._consumer.resume(*(self._past_end & self._consumer.assignment()))
+                self._past_end.clear()
 
     async def _refresh(self) -> None:
         try:
