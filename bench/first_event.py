@@ -27,11 +27,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from bridge.demo import DEMO_TOPICS
 from bridge.kafka.local import free_port
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.support.chromium import launched_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 URL_LINE = "open http://"
@@ -54,12 +54,8 @@ async def first_data_line(url: str, started: float, deadline: float) -> float:
 
 @contextlib.asynccontextmanager
 async def chromium_page() -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
+    async with launched_chromium() as browser:
+        yield await browser.new_page()
 
 
 async def first_row(page: Page, url: str, started: float) -> float:

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 
 from bridge.kafka.local import KAFKA_VERSION, KAFKA_VERSIONS, LocalKafka
 from bridge.kafka.localregistry import LocalRegistry
 from tests.support.bridgeproc import BridgeProcess
 from tests.support.brokers import Brokers
+from tests.support.chromium import launched_chromium
 from tests.support.cluster import Cluster, unique_topic
 
 
@@ -107,3 +109,10 @@ async def bridge(start_bridge: Callable[..., Any], topic: str) -> BridgeProcess:
     process: BridgeProcess = await start_bridge()
     await process.wait_for_topic(topic, 3)
     return process
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium (browser tests, and the HTTP/2 test behind nginx)."""
+    async with launched_chromium() as launched:
+        yield launched

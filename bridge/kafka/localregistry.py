@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -22,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bridge.kafka.local import _die_with_parent, cache_dir, free_port
+from bridge.kafka.local import _die_with_parent, cache_dir, end_process, free_port
 
 APICURIO_VERSION = "3.3.3"
 ARTIFACT = f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all"
@@ -133,15 +132,8 @@ class LocalRegistry:
         raise RegistryStartError(f"Apicurio did not answer in {timeout:.0f} s; see {self.workdir}/registry.log")
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            end_process(self.process, timeout)
         self.process = None
 
     def remove(self) -> None:

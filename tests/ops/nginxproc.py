@@ -24,11 +24,12 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.kafka.local import free_port
+from bridge.kafka.local import end_process, free_port
 from tests.ops.stackfiles import ROOT, tool
 from tests.support.serving import wait_until_serving
 
@@ -132,13 +133,8 @@ class Nginx:
 
     def stop(self) -> None:
         """Stop nginx and delete its directory (configuration, logs, temp files)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            end_process(self.process, 10)
         shutil.rmtree(self.prefix, ignore_errors=True)
 
     def errors(self) -> str:
@@ -148,3 +144,16 @@ class Nginx:
         """Access log lines (written when a request ends) for requests of ``path``."""
         lines = self.access_log.read_text(errors="replace").splitlines() if self.access_log.exists() else []
         return [line for line in lines if f" {path} HTTP/" in line or f" {path}?" in line]
+
+
+@asynccontextmanager
+async def running_nginx(upstream_ports: Sequence[int], ignore_accel_buffering: bool = False) -> AsyncIterator[Nginx]:
+    """nginx in front of ``upstream_ports`` for the ``with`` block; then stopped, its error log
+    printed (pytest shows it when the test failed)."""
+    nginx = Nginx(upstream_ports, ignore_accel_buffering=ignore_accel_buffering)
+    await nginx.start()
+    try:
+        yield nginx
+    finally:
+        print(f"nginx's error log:\n{nginx.errors()}")
+        nginx.stop()

@@ -20,10 +20,9 @@ from typing import Any
 
 import orjson
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.ops.nginxproc import Nginx
+from tests.ops.nginxproc import Nginx, running_nginx
 from tests.ops.replicas import serving_replica, until
 from tests.support.bridgeproc import BridgeProcess
 from tests.support.cluster import Cluster
@@ -59,16 +58,6 @@ PROTOCOL = "() => performance.getEntriesByType('navigation')[0].nextHopProtocol"
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
 async def replicas(start_bridge: StartBridge, topic: str) -> list[BridgeProcess]:
     started: list[BridgeProcess] = [await start_bridge(retry_ms=str(RETRY_MS), drain_seconds="1") for _ in range(2)]
     for replica in started:
@@ -78,13 +67,8 @@ async def replicas(start_bridge: StartBridge, topic: str) -> list[BridgeProcess]
 
 @pytest.fixture
 async def lb(replicas: list[BridgeProcess]) -> AsyncIterator[Nginx]:
-    nginx = Nginx([replica.port for replica in replicas])
-    await nginx.start()
-    try:
+    async with running_nginx([replica.port for replica in replicas]) as nginx:
         yield nginx
-    finally:
-        print(f"nginx's error log:\n{nginx.errors()}")  # shown when the test fails
-        nginx.stop()
 
 
 async def page_on(browser: Browser, origin: str) -> tuple[BrowserContext, Page]:

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.ops.nginxproc import Nginx
+from tests.ops.nginxproc import Nginx, running_nginx
 from tests.support.bridgeproc import BridgeProcess, Stream
 from tests.support.cluster import Cluster, unique_topic
 from tests.support.scrape import Scrape, scrape
@@ -109,13 +109,8 @@ async def stack(
     replicas: list[BridgeProcess] = list(await asyncio.gather(*(start_bridge(drain_seconds="1") for _ in range(3))))
     for replica in replicas:
         await replica.wait_for_topic(topics[-1], 3)
-    nginx = Nginx([replica.port for replica in replicas])
-    await nginx.start()
-    try:
+    async with running_nginx([replica.port for replica in replicas]) as nginx:
         yield replicas, nginx, topics
-    finally:
-        print(f"nginx's error log:\n{nginx.errors()}")  # shown when the test fails
-        nginx.stop()
 
 
 async def test_replicas_behind_nginx_read_each_watched_topic_about_once_and_hand_streams_over_exactly(

@@ -31,7 +31,7 @@ from bridge import demo
 from bridge.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from bridge.kafka.local import LocalKafka
 from tests.ops import nginxproc
-from tests.ops.nginxproc import Nginx
+from tests.ops.nginxproc import Nginx, running_nginx
 from tests.ops.replicas import serving_replica, until
 from tests.ops.stackfiles import (
     DOCKERIGNORE,
@@ -479,13 +479,8 @@ async def lb(replicas: list[BridgeProcess]) -> AsyncIterator[Nginx]:
     the bridge's ``X-Accel-Buffering: no`` ignored: that header switches
     nginx's buffering off by itself, and would hide a configuration that
     buffers streams from any upstream that does not send it."""
-    nginx = Nginx([replica.port for replica in replicas], ignore_accel_buffering=True)
-    await nginx.start()
-    try:
+    async with running_nginx([replica.port for replica in replicas], ignore_accel_buffering=True) as nginx:
         yield nginx
-    finally:
-        print(f"nginx's error log:\n{nginx.errors()}")  # shown when the test fails
-        nginx.stop()
 
 
 async def test_a_stream_passes_through_nginx_unbuffered(lb: Nginx, cluster: Cluster, topic: str) -> None:
