@@ -26,7 +26,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge.kafka.local import free_port
+from bridge.kafka.local import end_process, free_port
 
 BENCH = Path(__file__).resolve().parent
 READY_SECONDS = 60.0
@@ -60,13 +60,7 @@ def spawn(command: Sequence[str], log: Path, **options: Any) -> subprocess.Popen
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    end_process(process, timeout)
 
 
 def build_load_client(workdir: Path) -> Path:

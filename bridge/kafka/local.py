@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -139,7 +140,7 @@ def ensure_jars(version: str = KAFKA_VERSION) -> Path:
     return libs
 
 
-def end_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+def end_process(process: subprocess.Popen[Any], timeout: float) -> None:
     """SIGTERM, and SIGKILL if it has not ended ``timeout`` seconds later."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
