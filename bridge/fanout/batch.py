@@ -17,6 +17,11 @@ from bridge.wire.formats import Format, ParsedRecord, envelope_event
 ID_START = len(b"id: ")
 
 
+def frame_id(frame: bytes) -> bytes:
+    """A channel frame's id (the id line always comes first)."""
+    return frame[ID_START : frame.index(b"\n")]
+
+
 def raw_body(frame: bytes) -> bytes:
     """A channel frame without its id line (the id line always comes first)."""
     return frame[frame.index(b"\n") + 1 :]
@@ -60,8 +65,7 @@ class Batch:
 
     def own_id(self, index: int) -> bytes:
         """The record's id within its own topic: the channel's position after it."""
-        frame = self.entries[index].frame
-        return frame[ID_START : frame.index(b"\n")]
+        return frame_id(self.entries[index].frame)
 
     def body(self, format: Format, index: int) -> bytes:
         """The record's event in ``format``, without the id line."""

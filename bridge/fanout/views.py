@@ -8,11 +8,13 @@ every view using it, see batch.py), encodes them in its format with ids that
 cover all of its topics, and appends that one chunk to each subscriber: the
 work per batch is per view, never per subscriber.
 
-An id covers every topic of the view (cursor.encode_streams). A live
+An id covers every topic of the view (cursor.stream_id). A live
 subscriber has received everything up to every channel's position, so the
-id of a record is its own channel's position after it, with the other
-channels' current positions around it. Replay and catch-up, which are per
-subscriber anyway, build ids from the subscriber's own positions instead.
+id of a record is its own channel's position after it (in its frame), with
+the other channels' current ids around it. Replay and catch-up, which are per
+subscriber anyway, build ids from the subscriber's own positions instead, in
+cursor writers of their own: along a run of one topic's records only its
+cursor changes, one field of it per record, whatever the partition count.
 
 Attaching (replay, then live) happens without an await across all the
 view's channels, so no record of any topic can fall between the replay and
@@ -26,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.fanout.batch import Batch, raw_body
+from bridge.fanout.batch import Batch, frame_id, raw_body
 from bridge.fanout.channel import Channel
 from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.ring import Entry
@@ -62,6 +64,7 @@ class View:
         self.subscription = subscription
         self.channels = list(channels)  # in subscription.topics order
         self.tags = tuple(channel.tag for channel in self.channels)
+        self.ids = tuple(channel.ids for channel in self.channels)  # the channels' cursors, kept encoded
         self.subscribers: set[Subscriber] = set()
         self.ahead_wait = ahead_wait
         self.advance_every = ADVANCE_SECONDS
@@ -104,7 +107,7 @@ class View:
         return tuple(read), notices
 
     def current_id(self) -> str:
-        return cursors.encode_streams([channel.position for channel in self.channels], self.tags)
+        return cursors.stream_id(self.ids)
 
     # -- live ------------------------------------------------------------------
 
@@ -120,8 +123,8 @@ class View:
         elif self._own_frames:
             chunk = batch.frames(selected)
         else:
-            prefix = b"".join(cursors.encode(c.position, c.tag).encode() + b"~" for c in self.channels[:index])
-            suffix = b"".join(b"~" + cursors.encode(c.position, c.tag).encode() for c in self.channels[index + 1 :])
+            before, after = cursors.around(self.ids, index)
+            prefix, suffix = before.encode(), after.encode()
             fmt = self.subscription.format
             chunk = b"".join(b"id: " + prefix + batch.own_id(i) + suffix + b"\n" + batch.body(fmt, i) for i in selected)
         if self._advance_due(batch, selected):
@@ -231,30 +234,32 @@ class View:
         """What the ring has past ``cursor``, topic after topic, each id the
         subscriber's own position; an id-only frame last if the filter skipped
         records after the last one it kept."""
-        positions = [list(own) for own in cursor]
+        # From the client's own offsets (where another replica's cursor is ahead of
+        # this one in some partition its last id never goes backwards), with the
+        # partitions it predates at 0, so that its ids are the channel's frames' ids.
+        writers = [cursors.CursorWriter([*own, *[0] * (len(channel.position) - len(own))], tag)
+                   for channel, own, tag in zip(self.channels, cursor, self.tags, strict=True)]  # fmt: skip
         frames: list[bytes] = []
         skipped = False
         for index, channel in enumerate(self.channels):
             replayed = 0
+            writer = writers[index]
+            before, after = cursors.around(writers, index)
             for entry in channel.ring.replay(cursor[index]):
-                # Another replica's cursor may be ahead of this one in some partition:
-                # keep the client's offsets there, so its last id never goes backwards.
-                positions[index] = merged = furthest(entry.position, cursor[index])
+                own = writer.advance(entry.partition, entry.offset + 1)
                 kept, parsed = self.keeps(entry.record)
                 if not kept:
                     skipped = True
                     continue
                 skipped = False
                 replayed += 1
-                if self._own_frames and merged == list(entry.position):
+                if self._own_frames and own.encode() == frame_id(entry.frame):
                     frames.append(entry.frame)
                 else:
-                    frames.append(
-                        self.event(index, entry.record, cursors.encode_streams(positions, self.tags), parsed, entry)
-                    )
+                    frames.append(self.event(index, entry.record, before + own + after, parsed, entry))
             channel.stats.events_delivered += replayed
         if skipped:
-            frames.append(sse.format_id(cursors.encode_streams(positions, self.tags)))
+            frames.append(sse.format_id(cursors.stream_id(writers)))
         return frames
 
     def event(
@@ -283,8 +288,3 @@ class View:
 
 def offset(channel: Channel, partition: int) -> int:
     return cursors.offset_for(channel.position, partition)
-
-
-def furthest(position: Sequence[int], cursor: Sequence[int]) -> list[int]:
-    """Per partition of ``position``, the larger of the two."""
-    return [max(offset, cursors.offset_for(cursor, p)) for p, offset in enumerate(position)]

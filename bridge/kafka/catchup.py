@@ -213,12 +213,13 @@ class _Reader:
         frames: list[bytes] = []
         skipped = False
         view = self.view
+        # Encoded once per batch; along a record's ids only its own partition's field changes.
+        writers = [cursors.CursorWriter(own, tag) for own, tag in zip(self.cursor(), view.tags, strict=True)]
         for tp, records in batch.items():
             index, partition = self.index[tp.topic], tp.partition
-            channel, position = view.channels[index], self.positions[index]
+            channel, position, writer = view.channels[index], self.positions[index], writers[index]
             live = channel.position[partition]
-            # Only this partition's offset changes along its records: the rest of each id is encoded once.
-            before, after = cursors.encode_around(self.cursor(), view.tags, index, partition)
+            before, after = cursors.around(writers, index)
             events = 0
             for record in records:
                 if record.offset >= live:
@@ -226,12 +227,13 @@ class _Reader:
                     self.consumer.seek(tp, position[partition])
                     break
                 position[partition] = record.offset + 1
+                own = writer.advance(partition, record.offset + 1)
                 kept, parsed = view.keeps(record)
                 if not kept:
                     skipped = True
                     continue
                 events += 1
-                frames.append(view.event(index, record, f"{before}{record.offset + 1}{after}", parsed))
+                frames.append(view.event(index, record, before + own + after, parsed))
             channel.stats.events_delivered += events
         return frames, skipped
 
