@@ -9,8 +9,9 @@
 // reads latency as receive time minus t. Streams count events by their
 // "\ndata: " lines (every value is one line), measure latency on every
 // -sample'th connection, and with -check verify every id: an event id is a
-// cursor of next offsets per partition, so the sum of its numbers grows by
-// exactly one per record; less is a duplicate, more is a loss.
+// cursor of next offsets per partition (readable or compact, see cursorSum),
+// so the sum of its offsets grows by exactly one per record; less is a
+// duplicate, more is a loss.
 //
 // On SIGUSR1 every stream closes and reconnects at once with its last id as
 // Last-Event-ID (a reconnect storm); SIGTERM or -seconds ends the run.
@@ -270,15 +271,7 @@ func (s *conn) ids(data []byte) {
 		}
 		start := pos + i + 4
 		end := start + bytes.IndexByte(data[start:], '\n')
-		offsets := data[start:end]
-		if at := bytes.IndexByte(offsets, '@'); at >= 0 {
-			offsets = offsets[:at] // the topic's tag: not an offset
-		}
-		var sum int64
-		for _, part := range bytes.Split(offsets, []byte(".")) {
-			n, _ := strconv.ParseInt(string(part), 10, 64)
-			sum += n
-		}
+		sum := cursorSum(data[start:end])
 		if s.lastSum >= 0 {
 			switch {
 			case sum <= s.lastSum:
@@ -298,6 +291,40 @@ func (s *conn) ids(data []byte) {
 		pos = end
 	}
 }
+
+// cursorSum is the sum of an id's offsets, over every topic of the stream
+// (joined by '~'), each topic's cursor in either form (docs/resume.md):
+// readable, offsets joined by '.', or compact, '-', a width digit, a base,
+// '.', then per partition that many base64url digits of offset minus base.
+// A topic's tag ('@' and 4 characters) is not an offset.
+func cursorSum(id []byte) int64 {
+	var sum int64
+	for _, cursor := range bytes.Split(id, []byte("~")) {
+		if at := bytes.IndexByte(cursor, '@'); at >= 0 {
+			cursor = cursor[:at]
+		}
+		if len(cursor) < 2 || cursor[0] != '-' {
+			for _, part := range bytes.Split(cursor, []byte(".")) {
+				n, _ := strconv.ParseInt(string(part), 10, 64)
+				sum += n
+			}
+			continue
+		}
+		width := int(cursor[1] - '0')
+		head, fields, _ := bytes.Cut(cursor[2:], []byte("."))
+		base, _ := strconv.ParseInt(string(head), 10, 64)
+		for i := 0; width > 0 && i+width <= len(fields); i += width {
+			var diff int64
+			for _, digit := range fields[i : i+width] {
+				diff = diff*64 + int64(bytes.IndexByte(base64url, digit))
+			}
+			sum += base + diff
+		}
+	}
+	return sum
+}
+
+var base64url = []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 type report struct {
 	Time       float64          `json:"time"`
