@@ -17,9 +17,10 @@ first character:
   within 262,143 of each other a partition costs 3 characters whatever its
   offsets.
 
-The bridge writes whichever form is shorter (the readable one on a tie: a
-topic of a few partitions keeps ``120.98.77``) and reads both, so ids written
-before the compact form existed resume as they always did. Because a cursor is
+The bridge writes the compact form where it is more than 8 characters
+shorter, the readable one otherwise (a topic of a few partitions keeps
+``120.98.77``), and reads both, so ids written before the compact form existed
+resume as they always did. Because a cursor is
 made of Kafka offsets it means the same on every replica and after any
 restart.
 
@@ -65,6 +66,10 @@ DIGIT_VALUES = {chr(c): value for value, c in enumerate(ALPHABET)}
 # all and a CursorWriter rewrites one field instead of the whole cursor.
 BASE_STEP = 4096
 MAX_WIDTH = 9  # one decimal digit; 54 bits of difference, wider spreads are written readable
+# The readable form is kept unless the compact one saves more than this: ids
+# one can read on a topic of a few partitions, instead of a form that flips
+# with the offsets' lengths for a byte or two.
+READABLE_SLACK = 8
 _COMPACT_FORM = re.compile(r"-([1-9])(0|[1-9][0-9]{0,18})\.([A-Za-z0-9_-]+)")
 
 
@@ -78,7 +83,7 @@ def topic_tag(topic_id: bytes) -> str:
 
 
 def encode(offsets: Sequence[int], tag: str = "") -> str:
-    """A topic's cursor in the shorter of the two forms (the readable one on a tie)."""
+    """A topic's cursor: compact where that is more than ``READABLE_SLACK`` shorter, readable otherwise."""
     return CursorWriter(offsets, tag).text
 
 
@@ -108,7 +113,7 @@ class CursorWriter:
     history of its offsets.
     """
 
-    __slots__ = ("_base", "_buffer", "_compact_length", "_head", "_limit", "_low", "_low_end", "_readable",
+    __slots__ = ("_base", "_buffer", "_head", "_limit", "_low", "_low_end", "_readable", "_readable_limit",
                  "_suffix", "_width", "offsets", "text")  # fmt: skip
     text: str  # the cursor, encoded
     _buffer: bytearray  # the compact form's text, whose fields advance() rewrites
@@ -131,7 +136,7 @@ class CursorWriter:
             self._encode()  # a new base or width
         elif self._readable:
             readable = ".".join(map(str, offsets))
-            if len(readable) > self._compact_length:
+            if len(readable) > self._readable_limit:
                 self._encode()
             else:
                 self.text = readable + self._suffix
@@ -152,11 +157,12 @@ class CursorWriter:
         self._base = base = min(offsets, default=0) // BASE_STEP * BASE_STEP
         self._width = width = max(1, -(-(max(offsets, default=0) - base).bit_length() // 6))
         head = f"{COMPACT}{width}{base}."
-        self._head, self._compact_length = len(head), len(head) + width * len(offsets)
+        self._head = len(head)
+        self._readable_limit = len(head) + width * len(offsets) + READABLE_SLACK  # the compact length, and the slack
         self._limit = 64**width
         self._low_end = base + BASE_STEP
         self._low = sum(offset < self._low_end for offset in offsets)
-        self._readable = width > MAX_WIDTH or len(readable) <= self._compact_length
+        self._readable = width > MAX_WIDTH or len(readable) <= self._readable_limit
         if self._readable:
             self.text = readable + self._suffix
         else:
