@@ -60,8 +60,8 @@ TOPIC_SEPARATOR = "~"
 TAG_SEPARATOR = "@"
 TAG = re.compile(r"[A-Za-z0-9_-]{4}")
 COMPACT = "-"  # a readable cursor starts with a digit
-ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"  # base64url
-DIGIT_VALUES = {chr(c): value for value, c in enumerate(ALPHABET)}
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"  # base64url
+DIGIT_VALUES = {digit: value for value, digit in enumerate(ALPHABET)}
 # The base moves in steps, so that along a run of records it rarely moves at
 # all and a CursorWriter rewrites one field instead of the whole cursor.
 BASE_STEP = 4096
@@ -87,25 +87,26 @@ def encode(offsets: Sequence[int], tag: str = "") -> str:
     return CursorWriter(offsets, tag).text
 
 
-def _digits(value: int, width: int) -> bytes:
+def _digits(value: int, width: int) -> str:
     """``value`` in ``width`` base64url digits, two at a time from a table: this runs once per record."""
-    if width == 1:
-        return _SINGLES[value]
-    if width == 2:
-        return _PAIRS[value]
-    return _digits(value >> 12, width - 2) + _PAIRS[value & 4095]
+    if width <= 2:
+        return (_SINGLES if width == 1 else _PAIRS)[value]
+    if width <= 4:
+        return (_SINGLES if width == 3 else _PAIRS)[value >> 12] + _PAIRS[value & 4095]
+    return _digits(value >> 24, width - 4) + _PAIRS[(value >> 12) & 4095] + _PAIRS[value & 4095]
 
 
-_SINGLES = [bytes([c]) for c in ALPHABET]
-_PAIRS = [high + low for high in _SINGLES for low in _SINGLES]  # the 4096 two-digit values, 180 KB
+_SINGLES = list(ALPHABET)
+_PAIRS = [high + low for high in _SINGLES for low in _SINGLES]  # the 4096 two-digit values, 240 KB
 
 
 class CursorWriter:
     """One topic's cursor, kept encoded while its offsets advance.
 
     In the compact form every partition has a field of the same width, so
-    advancing one partition rewrites that field in place: the cost of an id
-    is copying its bytes, not encoding every partition. The whole cursor is
+    advancing one partition replaces that field between the text before and
+    after it: the cost of an id is copying its bytes, not encoding every
+    partition. The whole cursor is
     encoded again only when the base or the width must change (the smallest
     offset passed a multiple of 4096, a difference outgrew the width, an
     offset went back), or while the readable form is the shorter one (a few
@@ -113,10 +114,9 @@ class CursorWriter:
     history of its offsets.
     """
 
-    __slots__ = ("_base", "_buffer", "_head", "_limit", "_low", "_low_end", "_readable", "_readable_limit",
-                 "_suffix", "_width", "offsets", "text")  # fmt: skip
+    __slots__ = ("_base", "_head", "_limit", "_low", "_low_end", "_readable", "_readable_limit", "_suffix",
+                 "_width", "offsets", "text")  # fmt: skip
     text: str  # the cursor, encoded
-    _buffer: bytearray  # the compact form's text, whose fields advance() rewrites
 
     def __init__(self, offsets: Sequence[int], tag: str = "") -> None:
         self.offsets = list(offsets)
@@ -132,18 +132,17 @@ class CursorWriter:
         old, offsets[partition] = offsets[partition], offset
         if old < self._low_end <= offset:  # it left the base's step: the base moves when none is left there
             self._low -= 1
-        if not (old <= offset and offset - self._base < self._limit and self._low):
+        difference, width = offset - self._base, self._width
+        if not (old <= offset and difference < self._limit and self._low):
             self._encode()  # a new base or width
-        elif self._readable:
-            readable = ".".join(map(str, offsets))
-            if len(readable) > self._readable_limit:
-                self._encode()
-            else:
-                self.text = readable + self._suffix
+        elif not self._readable:
+            start = self._head + partition * width
+            text = self.text  # slices and a concatenation: faster than a bytearray rewritten and decoded
+            self.text = text[:start] + _digits(difference, width) + text[start + width :]
+        elif len(readable := ".".join(map(str, offsets))) <= self._readable_limit:
+            self.text = readable + self._suffix
         else:
-            start = self._head + partition * self._width
-            self._buffer[start : start + self._width] = _digits(offset - self._base, self._width)
-            self.text = self._buffer.decode()
+            self._encode()  # the compact form is now shorter by enough
         return self.text
 
     def extend(self, offsets: Sequence[int]) -> None:
@@ -166,8 +165,7 @@ class CursorWriter:
         if self._readable:
             self.text = readable + self._suffix
         else:
-            self.text = head + b"".join(_digits(offset - base, width) for offset in offsets).decode() + self._suffix
-            self._buffer = bytearray(self.text.encode())
+            self.text = head + "".join(_digits(offset - base, width) for offset in offsets) + self._suffix
 
 
 def around(writers: Sequence[CursorWriter], stream: int) -> tuple[str, str]:

@@ -42,6 +42,15 @@ def test_a_wide_topic_of_a_long_life_costs_at_most_4_bytes_a_partition() -> None
     assert len(cursor.encode(NEAR_1E9)) == len("-3999997440.") + 3 * 256  # 3 bytes a partition, 12 for the head
 
 
+@pytest.mark.parametrize("width", range(1, 10))
+def test_every_width_holds_its_largest_difference(width: int) -> None:
+    base = 999997440  # a multiple of 4096
+    offsets = [base + 7, base + 64**width - 1, base] * 10
+    text = cursor.encode(offsets)
+    assert text.startswith(f"-{width}{base}.")
+    assert cursor.parse(text) == tuple(offsets)
+
+
 def test_spreads_too_wide_for_9_digits_are_written_readable() -> None:
     assert cursor.encode([0, 2**54, 5]) == f"0.{2**54}.5"
     assert cursor.encode([0, 2**54 - 1] * 10).startswith("-90.")
