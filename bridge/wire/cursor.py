@@ -106,12 +106,11 @@ class CursorWriter:
     In the compact form every partition has a field of the same width, so
     advancing one partition replaces that field between the text before and
     after it: the cost of an id is copying its bytes, not encoding every
-    partition. The whole cursor is
-    encoded again only when the base or the width must change (the smallest
-    offset passed a multiple of 4096, a difference outgrew the width, an
-    offset went back), or while the readable form is the shorter one (a few
-    partitions). ``text`` is always the cursor's one encoding, whatever the
-    history of its offsets.
+    partition. The whole cursor is encoded again only when the base or the
+    width must change (the smallest offset passed a multiple of 4096, a
+    difference outgrew the width, an offset went back), or while the readable
+    form is written (a few partitions: a few offsets to join). ``text`` is
+    always ``encode(offsets, tag)``, whatever the history of the offsets.
     """
 
     __slots__ = ("_base", "_head", "_limit", "_low", "_low_end", "_readable", "_readable_limit", "_suffix",
