@@ -19,7 +19,7 @@ from confluent_kafka.serialization import MessageField
 from bridge.kafka.localregistry import LocalRegistry
 from tests.support.bridgeproc import BridgeProcess, open_stream
 from tests.support.cluster import Cluster
-from tests.support.schemas import Serializers, generated_protos
+from tests.support.schemas import Serializers, generated_protos, shop_order
 from tests.support.scrape import eventually
 
 pytestmark = pytest.mark.kafka
@@ -111,23 +111,6 @@ async def test_avro_values_arrive_as_the_documented_json(
     assert str(2**62 + 1) in events[0].data  # every digit on the wire, not a float's
     assert orjson.loads(events[1].data) == {**AVRO_JSON, "maybe": None, "either": "seven", "color": "RED",
                                             "chain": {"value": 3, "next": None}}  # fmt: skip
-
-
-def shop_order() -> Any:
-    shop = generated_protos()
-    money = __import__("bridgetest_money_pb2")
-    order = shop.Order(id="o-1", i32=-7, i64=-(2**62), u64=2**64 - 1, s64=-3, f64=2**63, flag=True, ratio=0.5,
-                       amount=19.99, blob=b"\x00\xfe", status=shop.Order.STATUS_PAID, tags=["a", "b"])  # fmt: skip
-    order.lines.add(sku="X", quantity=2)
-    order.counts["k"] = 4
-    order.cash.CopyFrom(money.Money(currency="EUR", units=12))
-    order.at.FromDatetime(datetime(2026, 12, 2, 6, 30, 0, 250000))
-    order.took.FromMilliseconds(1500)
-    order.extra.update({"n": 1, "list": ["x", None, True]})
-    order.note.value = "hi"
-    order.big.value = 2**60
-    order.detail.Pack(money.Money(currency="USD", units=1))
-    return order
 
 
 SHOP_JSON = {
