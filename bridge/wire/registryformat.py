@@ -10,12 +10,23 @@ and for Protobuf the payload starts with the path of the message within its
 (the message's position among the file's top-level messages, then among each
 level's nested ones); the single byte 0 is the short form of ``[0]``, the
 file's first message.
+
+Newer serializers may put the schema's id in a header instead
+(``__value_schema_id``, ``__key_schema_id``), the value then being the bare
+payload. The header holds what the prefix would: the magic byte and the
+schema id, then for Protobuf the message indexes. confluent-kafka's reader
+takes magic 0 with the 4-byte id there, and magic 1 with a 16-byte schema
+GUID, which is what its header serializer writes.
 """
 
 from __future__ import annotations
 
 MAGIC = 0
 PREFIX_LENGTH = 5
+GUID_MAGIC = 1  # in a header: the schema's GUID, 16 bytes, instead of its id
+GUID_LENGTH = 17
+VALUE_HEADER = "__value_schema_id"
+KEY_HEADER = "__key_schema_id"
 MAX_INDEXES = 64  # nesting depth of a message: more is a corrupt payload, not a schema
 
 

@@ -161,6 +161,30 @@ async def test_json_schema_values_keep_every_digit_and_avro_keys_are_decoded(
     assert envelope["value_schema"]["type"] == "JSON"
 
 
+async def test_a_schema_id_in_a_header_frames_the_bare_value_and_key(
+    start_bridge: StartBridge, schema_registry: LocalRegistry, serializers: Serializers, cluster: Cluster, topic: str
+) -> None:
+    """The header form: the prefixes confluent-kafka's serializers wrote, moved into the
+    ``__value_schema_id`` / ``__key_schema_id`` headers, where confluent-kafka's deserializer
+    reads them too. (Its header serializer writes a schema GUID there instead, which it cannot
+    do with Apicurio 3.3.3: the registry gives no GUID, "Schema GUID is not set".) A GUID
+    header is undecodable: Apicurio has no /schemas/guids to look it up."""
+    bridge = await schema_bridge(start_bridge, schema_registry, topic)
+    value = serializers.avro(AVRO_SCHEMA, topic, AVRO_VALUE)
+    key = serializers.avro('"string"', topic, "order-7", MessageField.KEY)
+    framing = [("__value_schema_id", value[:5]), ("__key_schema_id", key[:5])]
+    async with open_stream(bridge.url, topic, query={"format": "envelope"}) as stream:
+        await cluster.produce(topic, [value[5:]], partition_of=[0], keys=[key[5:]], headers=framing)
+        guid = b"\x01" + uuid.uuid4().bytes
+        await cluster.produce(topic, [value[5:]], partition_of=[0], headers=[("__value_schema_id", guid)])
+        decoded, unknown = [orjson.loads(event.data) for event in await stream.events(2)]
+    assert decoded["value"] == AVRO_JSON
+    assert decoded["value_schema"] == {"id": int.from_bytes(value[1:5], "big"), "type": "AVRO"}
+    assert (decoded["key"], decoded["key_schema"]["type"]) == ("order-7", "AVRO")
+    assert unknown["undecodable"]["reason"] == "unknown_schema"
+    assert str(uuid.UUID(bytes=guid[1:])) in unknown["undecodable"]["message"]
+
+
 async def test_records_that_cannot_be_decoded_are_delivered_as_undecodable_events(
     start_bridge: StartBridge, schema_registry: LocalRegistry, serializers: Serializers, cluster: Cluster, topic: str
 ) -> None:
