@@ -170,7 +170,11 @@ class ProtobufSchema:
         return found
 
     def decode(self, payload: memoryview) -> bytes:
-        indexes, body = message_indexes(payload)
+        if payload and payload[0] == 0:  # the short form of [0], the file's first message: most records
+            indexes: tuple[int, ...] = (0,)
+            body = payload[1:]
+        else:
+            indexes, body = message_indexes(payload)
         parse, write = self._readers.get(indexes) or self._reader(indexes)
         try:
             document = write(parse(body))

@@ -60,7 +60,8 @@ def _float(value: float) -> float | str:
         return _nonfinite(value)
     for digits in ("%.6g", "%.7g", "%.8g"):
         rounded = float(digits % value)  # % is quicker than format()
-        if _FLOAT32.unpack(_FLOAT32.pack(rounded))[0] == value:
+        # equal: the same double, so the same float; else the float it reads back as, 32 bits
+        if rounded == value or _FLOAT32.unpack(_FLOAT32.pack(rounded))[0] == value:
             return rounded
     return float("%.9g" % value)  # noqa: UP031  # 9 digits always read back as the same 32-bit float
 
@@ -105,13 +106,15 @@ class Writers:
         always = [f for f in descriptor.fields if not f.has_presence]
         items = ", ".join(f"{f.name!r}: {self._field(f)}" for f in always)
         lines = [f"    d = {{{items}}}\n"]
+        if any(f.has_presence for f in descriptor.fields):
+            lines.append("    has = m.HasField\n")
         done = set()
         for f in descriptor.fields:
             oneof = f.containing_oneof
             if not f.has_presence or f.name in done:
                 continue
             if oneof is None or len(oneof.fields) == 1:  # a single field: optional, or proto2
-                lines.append(f"    if m.HasField({f.name!r}): d[{f.name!r}] = {self._field(f)}\n")
+                lines.append(f"    if has({f.name!r}): d[{f.name!r}] = {self._field(f)}\n")
                 continue
             lines.append(f"    o = m.WhichOneof({oneof.name!r})\n")  # one look for the fields of the oneof
             for number, member in enumerate(oneof.fields):
@@ -150,7 +153,7 @@ class Writers:
                 return "None"
             names = f"_names{len(self._namespace)}"
             self._namespace[names] = {value.number: value.name for value in enum.values}
-            return f"(x if (x := {read}) not in {names} else {names}[x])"  # an unknown number stays a number
+            return f"{names}.get(x := {read}, x)"  # an unknown number stays a number
         if field.type == FieldDescriptor.TYPE_BYTES:
             return f"(_b2a(x, newline=False).decode() if (x := {read}) else '')"
         if cpp in _INT64:

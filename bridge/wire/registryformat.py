@@ -58,8 +58,6 @@ def _varint(data: memoryview, start: int) -> tuple[int, int]:
 
 def message_indexes(payload: memoryview) -> tuple[tuple[int, ...], memoryview]:
     """A Protobuf payload's message indexes (``(0,)`` for the short form) and the message bytes."""
-    if payload and payload[0] == 0:  # the short form, the usual one: the first message
-        return (0,), payload[1:]
     count, position = _varint(payload, 0)
     if count == 0:
         return (0,), payload[position:]
