@@ -42,6 +42,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.local import paced
 from bench.processes import create_topic, rss_bytes, start_bridge, stop
 from bench.schemas import AVRO_SCHEMA, reading
 from bridge.kafka.local import LocalKafka, free_port
@@ -80,23 +81,14 @@ async def count_events(url: str, topic: str, counts: Counter[str], stop_at: floa
 
 async def produce(bootstrap: str, schema_topic: str, json_topic: str, values: Sequence[bytes],
                   unknown: Sequence[bytes], down_now: asyncio.Event, rate: int, stop_at: float) -> int:  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10)
-    await producer.start()
-    sent = 0
-    started = time.monotonic()
-    try:
-        while time.monotonic() < stop_at:
-            due = int((time.monotonic() - started) * rate)
-            for _ in range(due - sent):
-                late = down_now.is_set() and sent % UNKNOWN_SHARE == 0
-                avro = unknown[sent // UNKNOWN_SHARE % len(unknown)] if late else values[sent % len(values)]
-                await producer.send(schema_topic, avro)
-                await producer.send(json_topic, orjson.dumps(reading(sent)))
-                sent += 1
-            await asyncio.sleep(0.05)
-    finally:
-        await producer.stop()
-    return sent
+    async def send(producer: AIOKafkaProducer, n: int) -> object:
+        late = down_now.is_set() and n % UNKNOWN_SHARE == 0
+        await producer.send(
+            schema_topic, unknown[n // UNKNOWN_SHARE % len(unknown)] if late else values[n % len(values)]
+        )
+        return await producer.send(json_topic, orjson.dumps(reading(n)))
+
+    return await paced(bootstrap, rate, stop_at, send)
 
 
 async def lag(client: httpx.AsyncClient, topic: str) -> float:
