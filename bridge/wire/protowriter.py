@@ -162,5 +162,6 @@ class Writers:
         if cpp == FieldDescriptor.CPPTYPE_DOUBLE:
             return f"(x if (x := {read}) - x == 0 else _nonfinite(x))"
         if cpp == FieldDescriptor.CPPTYPE_FLOAT:
-            return f"_float({read})"
+            # the usual case inline, 6 digits that give the same double back; else _float
+            return f"(r if (r := float('%.6g' % (x := {read}))) == x and x - x == 0 else _float(x))"
         return read  # string, bool, 32-bit integers: as they are
