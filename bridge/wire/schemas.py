@@ -17,6 +17,7 @@ module only reads bytes with a schema it is given.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -72,6 +73,8 @@ def compile_schema(kind: str, text: str, references: Sequence[tuple[str, str]]) 
 Lookup = Callable[[int], "Schema | Undecodable"]
 
 
+# One SchemaRef per schema, not one per record (a NamedTuple is built in Python)
+_schema_ref = functools.lru_cache(maxsize=1024)(SchemaRef)
 _NO_PREFIX = Undecodable(Reason.NO_PREFIX, None, "the value has no Schema Registry prefix")
 
 
@@ -123,7 +126,7 @@ def _decode(raw: bytes, header: bytes | None, lookup: Lookup) -> tuple[bytes, Sc
     if isinstance(schema, Undecodable):
         return schema
     try:
-        return schema.decode(payload), SchemaRef(schema_id, schema.kind)
+        return schema.decode(payload), _schema_ref(schema_id, schema.kind)
     except PayloadError as error:
         return Undecodable(Reason.BAD_PAYLOAD, schema_id, str(error))
 
