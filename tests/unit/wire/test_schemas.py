@@ -136,3 +136,37 @@ def test_a_decoded_key_is_json_in_the_envelope_and_text_for_key_filters() -> Non
     (event,) = Parser().feed(envelope_event("t", ParsedRecord(decoded), id="1", type_header=None))
     body = orjson.loads(event.data)
     assert (body["key"], body["key_schema"], body["tombstone"]) == ("order-7", {"id": 8, "type": "AVRO"}, True)
+
+
+def test_a_schema_id_header_frames_the_bare_payload_of_values_and_keys() -> None:
+    """The header form: ``__value_schema_id`` / ``__key_schema_id`` hold the magic byte and the id
+    (and for Protobuf the message indexes); the value is the payload alone, as confluent-kafka reads it."""
+    point = compile_schema("AVRO", POINT, [])
+    proto = compile_schema("PROTOBUF", PROTO, [])
+    bare = avro({"x": 3, "tag": None})[registryformat.PREFIX_LENGTH :]
+    key = b"\x0eorder-7"  # an Avro string, its id in the key's header
+    headers = [("__value_schema_id", b"\x00\x00\x00\x00\x07"), ("__key_schema_id", b"\x00\x00\x00\x00\x08")]
+    record = Record(0, 1, bare, key=key, headers=headers)
+    schemas = lookup({7: point, 8: compile_schema("AVRO", '"string"', []), 9: proto})
+    decoded = decode_record(record, schemas)
+    assert (decoded.value, decoded.value_schema) == (b'{"x":3,"tag":null}', (7, "AVRO"))
+    assert (decoded.key, decoded.key_schema) == (b"order-7", (8, "AVRO"))
+    assert schema_ids([record]) == {7, 8}
+    # Protobuf: the header's message indexes ([1, 0]: B.C) pick the message of the bare payload
+    nested = decode_record(
+        Record(0, 2, b"\x0a\x01z", headers=[("__value_schema_id", b"\x00\x00\x00\x00\x09\x04\x02\x00")]), schemas
+    )
+    assert nested.value == b'{"s":"z"}'
+
+
+@pytest.mark.parametrize(
+    ("header", "reason", "words"),
+    [(b"\x01" + bytes(range(16)), Reason.UNKNOWN_SCHEMA, "GUID 00010203-0405-0607-0809-0a0b0c0d0e0f"),
+     (b"\x07junk", Reason.NO_PREFIX, "neither")],
+)  # fmt: skip
+def test_a_schema_guid_or_junk_in_the_header_is_undecodable(header: bytes, reason: Reason, words: str) -> None:
+    decoded = decode_record(Record(0, 1, b"\x06", headers=[("__value_schema_id", header)]), lookup({}))
+    assert decoded.undecodable is not None
+    assert (decoded.undecodable.reason, decoded.undecodable.schema_id) == (reason, None)
+    assert words in decoded.undecodable.message
+    assert decoded.value == b"\x06"
