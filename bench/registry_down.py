@@ -68,13 +68,16 @@ async def count_events(url: str, topic: str, counts: Counter[str], stop_at: floa
         httpx.AsyncClient(base_url=url, timeout=timeout) as client,
         client.stream("GET", f"/sse/{topic}") as body,
     ):
-        kind = "message"
+        kind, has_data = "message", False
         async for line in body.aiter_lines():
             if line.startswith("event: "):
                 kind = line[7:]
-            elif not line and kind != "":
-                counts[kind] += 1
-                kind = "message"
+            elif line.startswith("data:"):
+                has_data = True
+            elif not line:  # the end of a block: an event if it had data (not a heartbeat or an id-only frame)
+                if has_data:
+                    counts[kind] += 1
+                kind, has_data = "message", False
             if time.monotonic() > stop_at:
                 return
 

@@ -14,8 +14,8 @@ first character:
   (999997440 plus ``AoA`` = 2560, ``Ap7`` = 2683, ``QmY`` = 67992). The base is the
   smallest offset rounded down to a multiple of 4096, the width the fewest
   digits that hold the largest difference, so on a topic whose partitions are
-  within 262,143 of each other a partition costs 3 characters whatever its
-  offsets.
+  within 258,048 of each other (64³ less one step of the base) a partition
+  costs 3 characters whatever its offsets.
 
 The bridge writes the compact form where it is more than 8 characters
 shorter, the readable one otherwise (a topic of a few partitions keeps
@@ -124,10 +124,7 @@ class CursorWriter:
 
     def advance(self, partition: int, offset: int) -> str:
         """Set ``partition``'s next offset to ``offset``; the cursor's new text."""
-        offsets = self.offsets
-        if partition >= len(offsets):  # a partition the cursor predates: the fields change in number
-            self.extend([0] * (partition - len(offsets)) + [offset])
-            return self.text
+        offsets = self.offsets  # partitions are added through extend() only, never by a record
         old, offsets[partition] = offsets[partition], offset
         if old < self._low_end <= offset:  # it left the base's step: the base moves when none is left there
             self._low -= 1

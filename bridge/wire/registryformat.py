@@ -26,7 +26,7 @@ import struct
 MAGIC = 0
 PREFIX_LENGTH = 5
 GUID_MAGIC = 1  # in a header: the schema's GUID, 16 bytes, instead of its id
-GUID_LENGTH = 17
+GUID_LENGTH = 17  # the magic byte and the 16 bytes of the GUID
 VALUE_HEADER = "__value_schema_id"
 KEY_HEADER = "__key_schema_id"
 _ID = struct.Struct(">xI")  # after the magic byte: one C call, not a slice and int.from_bytes
