@@ -74,11 +74,21 @@ def test_a_writer_always_reads_as_its_offsets_encoded_whole(
     writer = cursor.CursorWriter(start, tag)
     offsets = list(start)
     for partition, step in moves:
-        offsets.extend([0] * (partition + 1 - len(offsets)))
+        if partition >= len(offsets):  # partitions added to the topic
+            added = [0] * (partition + 1 - len(offsets))
+            writer.extend(added)
+            offsets.extend(added)
+            assert writer.text == cursor.encode(offsets, tag)
         # mostly forward, as records arrive; now and then back, as no record does
         offsets[partition] = offsets[partition] + step if step % 7 else max(0, offsets[partition] - step)
         assert writer.advance(partition, offsets[partition]) == cursor.encode(offsets, tag)
     assert writer.offsets == offsets
+
+
+def test_a_writer_takes_no_record_of_a_partition_it_was_not_given() -> None:
+    writer = cursor.CursorWriter([5, 6, 7])
+    with pytest.raises(IndexError):
+        writer.advance(3, 1)
 
 
 @pytest.mark.parametrize(
