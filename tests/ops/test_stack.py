@@ -79,6 +79,9 @@ METRICS: dict[str, frozenset[str]] = {
     "kafka_sse_bridge_topic_releases_total": frozenset(),
     "kafka_sse_bridge_rings_memory_bytes": frozenset(),
     "kafka_sse_bridge_rings_memory_budget_bytes": frozenset(),
+    "kafka_sse_bridge_delivery_latency_seconds_bucket": frozenset({"stage", "le"}),
+    "kafka_sse_bridge_delivery_latency_seconds_count": frozenset({"stage"}),
+    "kafka_sse_bridge_delivery_latency_seconds_sum": frozenset({"stage"}),
 }
 TARGET_LABELS = frozenset({"instance", "job"})  # Prometheus adds these to every scraped series
 # After its graceful shutdown on SIGTERM uvicorn raises the signal again: a container exits with 143.
@@ -314,7 +317,8 @@ def test_the_dashboard_queries_only_metrics_and_labels_the_bridge_exports() -> N
         assert labels_in(expr) <= labels, f"{expr}: labels {sorted(labels_in(expr) - labels)} do not exist"
         used.update(metrics)
     wanted = {"subscribers", "events_delivered_total", "delivered_bytes_total", "consumer_lag_records",
-              "resumes_total", "streams_closed_total", "catchups_in_progress", "kafka_connected"}  # fmt: skip
+              "resumes_total", "streams_closed_total", "catchups_in_progress", "kafka_connected",
+              "delivery_latency_seconds_bucket"}  # fmt: skip
     assert {f"kafka_sse_bridge_{name}" for name in wanted} <= used
 
 
