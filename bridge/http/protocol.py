@@ -8,6 +8,12 @@
   ``431`` and the connection closed.
 - **Malformed requests get the bridge's JSON error** instead of uvicorn's plain
   text: ``400 {"error": "bad_http_request", ...}``.
+- **A stream hears of its lost connection without a task of its own.**
+  After a disconnect uvicorn's ``send`` returns silently and only ``receive``
+  tells, so each stream would keep a task waiting in ``receive()``. Instead
+  the protocol offers, as the ASGI scope extension ``CONNECTION_LOST``, a
+  future done when the connection is lost (one per connection, shared by its
+  requests) that the stream awaits beside its writer.
 - **Peers that vanish are found.** A browser whose machine or network went
   away sends no FIN: writes to it are buffered by the kernel and retransmitted
   for about 15 minutes (``tcp_retries2``). With ``TCP_USER_TIMEOUT`` the
@@ -19,6 +25,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import orjson
@@ -26,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 16 * 1024
 UNACKED_SECONDS = 30.0
+CONNECTION_LOST = "kafka_sse_bridge.connection_lost"  # scope["extensions"][CONNECTION_LOST]["future"]
 
 
 def _json_response(status_line: bytes, error: str, message: str) -> bytes:
@@ -35,8 +43,22 @@ def _json_response(status_line: bytes, error: str, message: str) -> bytes:
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    _head_bytes = 0
-    _reading_head = True
+    # The base class keeps its state in a __dict__; ours, at least, takes no entries there.
+    __slots__ = ("_head_bytes", "_lost", "_reading_head")
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_bytes, self._reading_head = 0, True
+        self._lost: asyncio.Future[None] = self.loop.create_future()
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope.setdefault("extensions", {})[CONNECTION_LOST] = {"future": self._lost}
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
