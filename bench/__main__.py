@@ -45,6 +45,11 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="fan-out steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
     parser.add_argument("--latency-rates", default=",".join(map(str, latency.RATES)),
                         help="latency steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--baseline-source",
+        type=Path,
+        help="latency: also run the bridge package of this folder (e.g. main's), step by step",
+    )
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help=f"of the fan-out and connections scenarios, a subset of {SERVERS}")  # fmt: skip
     parser.add_argument("--topics-rate", type=int, default=topics.RATE,
@@ -109,11 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "latency" in arguments.scenarios:
             print("latency: what the bridge adds to the producer pipeline's own, 1 and 1,000 subscribers", flush=True)
             topic = _topic(context, "latency", "bridge")
-            results["latency"] = [asdict(step) for step in latency.run(context, topic, arguments.latency_rates)]
+            results["latency"] = [
+                asdict(step) for step in latency.run(context, topic, arguments.latency_rates, arguments.baseline_source)
+            ]
         if "connections" in arguments.scenarios:
             print("(b, c) idle connections and a reconnect storm", flush=True)
-            results["connections"] = [asdict(connections.run(context, name, _topic(context, "conn", name)))
-                                      for name in arguments.servers if name != "bridge-2w"]  # fmt: skip
+            runs = [(name, None) for name in arguments.servers if name != "bridge-2w"]
+            if arguments.baseline_source is not None:  # the same bridge of the baseline's code, first
+                runs.insert(0, ("bridge", arguments.baseline_source))
+            results["connections"] = [asdict(connections.run(context, name, _topic(context, "conn", name), source))
+                                      for name, source in runs]  # fmt: skip
         if "catchup" in arguments.scenarios:
             print("(d) catch-up", flush=True)
             results["catchup"] = catchup.run(context, arguments.catchup_records)

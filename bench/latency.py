@@ -1,6 +1,8 @@
 """Scenario latency: what the bridge adds to the producer pipeline's own latency.
 
-For 1 and 1,000 subscribers (a fresh bridge each) and each rate, records are
+For 1 and 1,000 subscribers (a fresh bridge each; with ``--baseline-source``
+also a bridge of that code, right before, on the same topic, for the
+before/after ratio in one run) and each rate, records are
 produced for STEP_SECONDS; over the steady window after WARMUP_SECONDS:
 
 - end-to-end p50/p99 (receive time minus the send time in the record, every
@@ -18,6 +20,7 @@ produced for STEP_SECONDS; over the steady window after WARMUP_SECONDS:
 
 from __future__ import annotations
 
+import itertools
 import math
 import multiprocessing
 import os
@@ -26,6 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +50,7 @@ Buckets = dict[str, list[tuple[float, float]]]  # per stage: (upper bound s, cum
 
 @dataclass(frozen=True)
 class LatencyStep:
+    code: str  # "this tree", or the baseline's folder
     subscribers: int
     rate: int  # records/s
     p50_ms: float | None
@@ -62,10 +67,12 @@ class LatencyStep:
     load_average: tuple[float, float, float]
 
 
-def run(context: Context, topic: str, rates: Sequence[int] = RATES) -> list[LatencyStep]:
+def run(context: Context, topic: str, rates: Sequence[int] = RATES,
+        baseline: Path | None = None) -> list[LatencyStep]:  # fmt: skip
     steps: list[LatencyStep] = []
-    for subscribers in SUBSCRIBERS:
-        server = context.start_server("bridge", topic)
+    codes = [baseline, None] if baseline is not None else [None]
+    for subscribers, code in itertools.product(SUBSCRIBERS, codes):
+        server = context.start_server("bridge", topic, code)
         bound = len(rates) * (STEP_SECONDS + DRAIN_SECONDS) + 120
         client = LoadClient.start(context.client, server, topic, context.workdir / f"client-{topic}-{subscribers}.log",
                                   "-n", str(subscribers), "-sample", str(max(1, subscribers // SAMPLED_CONNECTIONS)),
@@ -73,8 +80,9 @@ def run(context: Context, topic: str, rates: Sequence[int] = RATES) -> list[Late
         try:
             client.wait_for(partial(_connected, count=subscribers), 60, f"{subscribers} streams")
             for rate in rates:
-                print(f"  latency: {rate} records/s x {subscribers} subscriber(s) ...", flush=True)
-                steps.append(_step(context, server, client, topic, subscribers, rate))
+                name = str(code or "this tree")
+                print(f"  latency, {name}: {rate} records/s x {subscribers} subscriber(s) ...", flush=True)
+                steps.append(_step(context, server, client, topic, name, subscribers, rate))
                 last = steps[-1]
                 print(f"    p50 {last.p50_ms} ms (Kafka {last.kafka_p50_ms}), worst second's p99 "
                       f"{last.worst_second_p99_ms} ms, {last.writes_per_stream_per_s} writes/s per stream",
@@ -90,7 +98,7 @@ def _connected(report: dict[str, Any], count: int) -> bool:
     return bool(report["connected"] >= count)
 
 
-def _step(context: Context, server: Server, client: LoadClient, topic: str, subscribers: int,
+def _step(context: Context, server: Server, client: LoadClient, topic: str, code: str, subscribers: int,
           rate: int) -> LatencyStep:  # fmt: skip
     log = context.workdir / f"producer-{topic}.log"
     window = STEP_SECONDS - WARMUP_SECONDS - 0.5
@@ -120,7 +128,7 @@ def _step(context: Context, server: Server, client: LoadClient, topic: str, subs
     reads, events = last["reads"] - first["reads"], last["events"] - first["events"]
     p50, p99 = percentile(buckets, 0.5), percentile(buckets, 0.99)
     return LatencyStep(
-        subscribers=subscribers, rate=rate, p50_ms=p50, p99_ms=p99, worst_second_p99_ms=worst,
+        code=code, subscribers=subscribers, rate=rate, p50_ms=p50, p99_ms=p99, worst_second_p99_ms=worst,
         kafka_p50_ms=kafka[0], kafka_p99_ms=kafka[1], added_p50_ms=_minus(p50, kafka[0]),
         added_p99_ms=_minus(p99, kafka[1]),
         writes_per_stream_per_s=round(reads / subscribers / seconds, 1),
@@ -171,14 +179,16 @@ def _quantile(cumulative: Sequence[tuple[float, float]], share: float) -> float 
 
 
 def table_rows(steps: Sequence[dict[str, Any]]) -> list[list[object]]:
-    return [[s["subscribers"], s["rate"], s["p50_ms"], s["p99_ms"], s["worst_second_p99_ms"], s["kafka_p50_ms"],
-             s["kafka_p99_ms"], s["added_p50_ms"], s["added_p99_ms"], s["writes_per_stream_per_s"],
-             s["events_per_write"], *(f"{p50}/{p99}" for p50, p99 in (s["stages_ms"].get(stage, (None, None))
-                                                                          for stage in ("fetched", "published",
-                                                                                        "written"))),
-             s["server_cpu_percent"], "/".join(f"{x:.1f}" for x in s["load_average"])] for s in steps]  # fmt: skip
+    rows: list[list[object]] = []
+    for s in steps:
+        stages = [s["stages_ms"].get(stage, (None, None)) for stage in ("fetched", "published", "written")]
+        rows.append([s["code"], s["subscribers"], s["rate"], s["p50_ms"], s["p99_ms"], s["worst_second_p99_ms"],
+                     s["kafka_p50_ms"], s["kafka_p99_ms"], s["added_p50_ms"], s["added_p99_ms"],
+                     s["writes_per_stream_per_s"], s["events_per_write"], *(f"{p50}/{p99}" for p50, p99 in stages),
+                     s["server_cpu_percent"], "/".join(f"{x:.1f}" for x in s["load_average"])])  # fmt: skip
+    return rows
 
 
-TABLE_HEADER = ["subscribers", "records/s", "p50 ms", "p99 ms", "worst 1 s p99", "Kafka p50", "Kafka p99",
+TABLE_HEADER = ["code", "subscribers", "records/s", "p50 ms", "p99 ms", "worst 1 s p99", "Kafka p50", "Kafka p99",
                 "added p50", "added p99", "writes/s/stream", "events/write", "fetched p50/p99", "published p50/p99",
                 "written p50/p99", "server CPU%", "load avg"]  # fmt: skip
