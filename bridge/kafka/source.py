@@ -204,7 +204,8 @@ class KafkaSource:
             for partition, records in batch.items():
                 by_topic[partition.topic].extend(records)
             channels = {topic: self._hub.channels.get(topic) for topic in by_topic}
-            await self._fetch_first()
+            if batch:
+                await self._fetch_first()
             # From here to the next getmany no await: a replacement cancels the reader only between batches.
             for topic, records in by_topic.items():
                 channel = self._hub.channels.get(topic)
