@@ -14,6 +14,12 @@
   the protocol offers, as the ASGI scope extension ``CONNECTION_LOST``, a
   future done when the connection is lost (one per connection, shared by its
   requests) that the stream awaits beside its writer.
+- **Idle connections stay light.** uvicorn gives each connection a deque for
+  pipelined requests and each request an ``asyncio.Event`` (with a deque of
+  its own) for ``receive()``; deques are the heaviest small objects in
+  CPython, about 2.3 KiB of those two per idle stream. A deque is made only
+  for a request that arrives pipelined, and the request's event is
+  ``MessageEvent``, which holds at most one future.
 - **Peers that vanish are found.** A browser whose machine or network went
   away sends no FIN: writes to it are buffered by the kernel and retransmitted
   for about 15 minutes (``tcp_retries2``). With ``TCP_USER_TIMEOUT`` the
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -42,6 +49,35 @@ def _json_response(status_line: bytes, error: str, message: str) -> bytes:
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
+class MessageEvent:
+    """What uvicorn's request cycle uses of an ``asyncio.Event`` (set, clear,
+    is_set, wait: one ``receive()`` waits at a time), without its deque."""
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self) -> bool:
+        if not self._flag:
+            if self._waiter is None or self._waiter.done():
+                self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return True
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # The base class keeps its state in a __dict__; ours, at least, takes no entries there.
     __slots__ = ("_head_bytes", "_lost", "_reading_head")
@@ -49,6 +85,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_bytes, self._reading_head = 0, True
         self._lost: asyncio.Future[None] = self.loop.create_future()
+        self.pipeline = ()  # type: ignore[assignment]  # falsy and shared: a deque once a request is pipelined
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -73,7 +110,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        before = self.cycle
+        if before is not None and not before.response_complete and not self.pipeline:
+            self.pipeline = deque()  # this request came while the last one is answered: uvicorn queues it
         super().on_headers_complete()
+        if self.cycle is not before:  # a new request (not an upgrade): its cycle's event, before anyone waits
+            self.cycle.message_event = MessageEvent()  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._reading_head, self._head_bytes = True, 0  # a keep-alive connection's next request
