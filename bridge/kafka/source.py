@@ -67,8 +67,6 @@ POLL_TIMEOUT_MS = 200
 # read from its start) would otherwise encode a whole fetch, hundreds of
 # thousands of records, while every connection waits.
 BATCH_RECORDS = 10_000
-# Loop turns at most that the reader waits for aiokafka's fetcher to send its next request (_fetch_first).
-FETCHER_TURNS = 4
 RETRY_SECONDS = 1.0
 # A broker that refuses the bridge (a wrong password) is retried ever more slowly, up to this.
 MAX_RETRY_SECONDS = 15.0
@@ -199,46 +197,19 @@ class KafkaSource:
             except OffsetOutOfRangeError as error:
                 await self._out_of_range(error.args[0])
                 continue
-            fetched = time.time()
+            # From here to the next getmany no await: a replacement cancels the reader only between batches.
             by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
             for partition, records in batch.items():
                 by_topic[partition.topic].extend(records)
-            channels = {topic: self._hub.channels.get(topic) for topic in by_topic}
-            if batch:
-                await self._fetch_first()
-            # From here to the next getmany no await: a replacement cancels the reader only between batches.
+            fetched = time.time()
             for topic, records in by_topic.items():
                 channel = self._hub.channels.get(topic)
-                # None: fetched before its topic was deleted (or another channel: created again since)
-                if channel is None or channel is not channels[topic]:
+                if channel is None:  # fetched before its topic was deleted: not the channel's any more
                     continue
-                # An assignment while the fetcher went first seeked back to the channel's position:
-                # what it reads again is published here, once.
-                fresh = [record for record in records if record.offset >= channel.position[record.partition]]
-                channel.stats.records_consumed += len(fresh)
-                self._hub.latency.observe("fetched", fresh, fetched)
-                self._schemas.publish(channel, fresh)
+                channel.stats.records_consumed += len(records)
+                self._hub.latency.observe("fetched", records, fetched)
+                self._schemas.publish(channel, records)
             self._pause_waiting()
-
-    async def _fetch_first(self) -> None:
-        """Let aiokafka's fetcher send its next fetch request before the batch is published.
-
-        The fetcher asks a broker again only once getmany has taken all it
-        fetched from it, and it does so a few loop turns later (its routine
-        wakes through asyncio.wait, then starts a task that sends). Published
-        first, a batch queues a wake-up for each of its connections ahead of
-        those turns: the broker's wait for the next batch (FETCH_MAX_WAIT_MS)
-        would begin only once every connection had written, which made the
-        batches' cadence that wait plus the whole fan-out (about 65 ms at 1,000
-        subscribers). Waiting here until the request is in flight overlaps the
-        two. Bounded: with every partition paused or none assigned no request comes."""
-        fetcher = self._consumer._fetcher  # aiokafka keeps its requests in flight per broker there
-        assert fetcher is not None  # the consumer is started
-        for _ in range(FETCHER_TURNS):
-            if fetcher._in_flight:
-                break
-            await asyncio.sleep(0)
-        await asyncio.sleep(0)  # the fetch task started in that turn sends in its first step
 
     def _pause_waiting(self) -> None:
         """Read no further in topics whose records wait for the registry; read again those that waited.
