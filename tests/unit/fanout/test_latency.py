@@ -37,6 +37,19 @@ def test_each_record_counts_in_the_first_bucket_its_age_fits_in() -> None:
     assert latency.stages["published"].count == latency.stages["written"].count == 0
 
 
+def test_a_large_batch_is_sampled_with_exact_counts() -> None:
+    latency = DeliveryLatency()
+    # 1,000 records: the first 500 are 40 ms old, the rest 3 ms
+    latency.observe("fetched", aged(*([40] * 500 + [3] * 500)), NOW)
+    counts = latency.stages["fetched"]
+    by_bound = dict(zip([*BOUNDS, float("inf")], counts.buckets, strict=True))
+    assert counts.count == sum(counts.buckets) == 1000
+    # sampled every 32nd record, each counting for the 32 from it: off by less than one step
+    assert abs(by_bound[0.005] - 500) < 32
+    assert by_bound[0.005] + by_bound[0.05] == 1000
+    assert abs(counts.sum_ms - (500 * 40 + 500 * 3)) < 32 * (40 - 3)
+
+
 async def test_written_is_counted_once_the_loop_has_run_what_the_batch_woke() -> None:
     latency = DeliveryLatency()
     woken: list[int] = []
