@@ -106,10 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = Context(client, kafka.bootstrap_servers, kafka.process.pid, workdir, arguments.value_bytes)
         if "fanout" in arguments.scenarios:
             print("(a) fan-out", flush=True)
+            runs = [(name, None) for name in arguments.servers]
+            if arguments.baseline_source is not None:  # the same bridge of the baseline's code, first
+                runs.insert(0, ("bridge", arguments.baseline_source))
             results["fanout"] = [
                 asdict(step)
-                for name in arguments.servers
-                for step in fanout.run(context, name, _topic(context, "fanout", name), arguments.rates)
+                for name, source in runs
+                for step in fanout.run(context, name, _topic(context, "fanout", name), arguments.rates, source)
             ]
         if "latency" in arguments.scenarios:
             print("latency: what the bridge adds to the producer pipeline's own, 1 and 1,000 subscribers", flush=True)
