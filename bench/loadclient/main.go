@@ -97,11 +97,11 @@ func bucket(latency time.Duration) int {
 }
 
 type counters struct {
-	connected, events, heartbeats, bytes, errors, duplicates, lost, resumed atomic.Int64
-	allResumedAt                                                            atomic.Int64 // Unix ns
-	streams                                                                 int64
-	mu                                                                      sync.Mutex
-	latency                                                                 map[int]int64
+	connected, events, heartbeats, bytes, reads, errors, duplicates, lost, resumed atomic.Int64
+	allResumedAt                                                                   atomic.Int64 // Unix ns
+	streams                                                                        int64
+	mu                                                                             sync.Mutex
+	latency                                                                        map[int]int64
 }
 
 func (c *counters) addLatencies(buckets map[int]int64) {
@@ -199,6 +199,7 @@ func (s *conn) once() error {
 		}
 		n, err := response.Body.Read(buf[filled:])
 		if n > 0 {
+			s.c.reads.Add(1) // the cadence at which the server's writes arrive
 			s.c.bytes.Add(int64(n))
 			filled += n
 			end := bytes.LastIndex(buf[:filled], []byte("\n\n"))
@@ -332,6 +333,7 @@ type report struct {
 	Events     int64            `json:"events"`
 	Heartbeats int64            `json:"heartbeats"`
 	Bytes      int64            `json:"bytes"`
+	Reads      int64            `json:"reads"` // reads that returned data, all streams
 	Errors     int64            `json:"errors"`
 	Duplicates int64            `json:"duplicates"`
 	Lost       int64            `json:"lost"`
@@ -384,7 +386,7 @@ func stream(args []string) {
 		c.mu.Unlock()
 		encoder.Encode(report{
 			Time: float64(time.Now().UnixNano()) / 1e9, Connected: c.connected.Load(), Events: c.events.Load(),
-			Heartbeats: c.heartbeats.Load(), Bytes: c.bytes.Load(), Errors: c.errors.Load(),
+			Heartbeats: c.heartbeats.Load(), Bytes: c.bytes.Load(), Reads: c.reads.Load(), Errors: c.errors.Load(),
 			Duplicates: c.duplicates.Load(), Lost: c.lost.Load(), Resumed: c.resumed.Load(),
 			Finished: count, ResumedAll: float64(c.allResumedAt.Load()) / 1e9, Latency: latency, Note: note,
 		})

@@ -36,6 +36,7 @@ from aiokafka.errors import OffsetOutOfRangeError
 
 from bridge.config import Settings
 from bridge.fanout.channel import Channel, Resume
+from bridge.fanout.latency import DeliveryLatency
 from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.views import Cursor, View
 from bridge.kafka.decoding import SchemaTopics
@@ -85,7 +86,7 @@ class CatchUps:
         self._kafka = kafka  # client.client_options: brokers, SASL, TLS
         self._isolation_level = settings.isolation_level  # as the live reader's: the same records
         # without: as the settings say (no --schema-topics, no decoding)
-        self._schemas = schemas or SchemaTopics(settings, SchemaRegistry(settings))
+        self._schemas = schemas or SchemaTopics(settings, SchemaRegistry(settings), DeliveryLatency())
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot

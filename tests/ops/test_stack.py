@@ -80,6 +80,9 @@ METRICS: dict[str, frozenset[str]] = {
     "kafka_sse_bridge_topic_releases_total": frozenset(),
     "kafka_sse_bridge_rings_memory_bytes": frozenset(),
     "kafka_sse_bridge_rings_memory_budget_bytes": frozenset(),
+    "kafka_sse_bridge_delivery_latency_seconds_bucket": frozenset({"stage", "le"}),
+    "kafka_sse_bridge_delivery_latency_seconds_count": frozenset({"stage"}),
+    "kafka_sse_bridge_delivery_latency_seconds_sum": frozenset({"stage"}),
 }
 # What a bridge with --schema-registry-url exports besides (docs/schemas.md)
 SCHEMA_METRICS: dict[str, frozenset[str]] = {
@@ -325,7 +328,8 @@ def test_the_dashboard_queries_only_metrics_and_labels_the_bridge_exports() -> N
         assert labels_in(expr) <= labels, f"{expr}: labels {sorted(labels_in(expr) - labels)} do not exist"
         used.update(metrics)
     wanted = {"subscribers", "events_delivered_total", "delivered_bytes_total", "consumer_lag_records",
-              "resumes_total", "streams_closed_total", "catchups_in_progress", "kafka_connected"}  # fmt: skip
+              "resumes_total", "streams_closed_total", "catchups_in_progress", "kafka_connected",
+              "delivery_latency_seconds_bucket"}  # fmt: skip
     assert {f"kafka_sse_bridge_{name}" for name in wanted} <= used
     assert SCHEMA_METRICS.keys() <= used, "the Schema Registry row shows every metric of the registry"
 
