@@ -40,7 +40,9 @@ _BY_JSON_FORMAT = {
     "google.protobuf.Value",
     "google.protobuf.ListValue",
 }
-_WRAPPERS_FILE = "google/protobuf/wrappers.proto"
+# By full name, not by file (as MessageToDict does): any schema may name its own file google/protobuf/wrappers.proto
+_WRAPPERS = {f"google.protobuf.{kind}Value" for kind in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32",
+                                                         "Bool", "String", "Bytes")}  # fmt: skip
 _INT64 = {FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64}
 
 
@@ -81,18 +83,46 @@ class Writers:
             "_b2a": binascii.b2a_base64,
         }  # fmt: skip
         self._functions: dict[str, str] = {}  # message type's full name → its writer's name in the namespace
+        # of the build under way (_build): the names, types and enum tables it has yet to make
+        self._pending: dict[str, str] = {}
+        self._todo: list[Descriptor] = []
+        self._tables: dict[str, dict[int, str]] = {}
 
     def of(self, descriptor: Descriptor) -> Writer:
-        writer: Writer = self._namespace[self._function(descriptor)]
+        name = self._functions.get(descriptor.full_name) or self._build(descriptor)
+        writer: Writer = self._namespace[name]
         return writer
 
-    def _function(self, descriptor: Descriptor) -> str:
-        name = self._functions.get(descriptor.full_name)
+    def _build(self, descriptor: Descriptor) -> str:
+        """Makes the writers of ``descriptor`` and of the message types it reaches that have none yet.
+
+        From a worklist, not by recursion: a schema may nest types hundreds deep (Python's stack
+        is 1,000 frames). The names go into ``_functions`` only once every writer is compiled, so
+        a build that fails leaves no name of a writer that was never made, and fails the same way
+        when asked again."""
+        self._pending, self._todo, self._tables = {}, [], {}
+        try:
+            name = self._name(descriptor)
+            code = []
+            while self._todo:
+                message = self._todo.pop()
+                source = f"def {self._pending[message.full_name]}(m):\n" + self._body(message)
+                code.append(compile(source, f"<JSON writer of {message.full_name}>", "exec"))
+            self._namespace.update(self._tables)
+            for function in code:
+                exec(function, self._namespace)
+            self._functions.update(self._pending)
+        finally:
+            self._pending, self._todo, self._tables = {}, [], {}
+        return name
+
+    def _name(self, descriptor: Descriptor) -> str:
+        """The name of a message type's writer: one made, or one this build will make (named on
+        first sight, so a recursive type's writer calls itself by it)."""
+        name = self._functions.get(descriptor.full_name) or self._pending.get(descriptor.full_name)
         if name is None:
-            # Named before its source is made: a recursive type's writer calls itself by this name.
-            name = self._functions[descriptor.full_name] = f"_w{len(self._functions)}"
-            source = f"def {name}(m):\n" + self._body(descriptor)
-            exec(compile(source, f"<JSON writer of {descriptor.full_name}>", "exec"), self._namespace)
+            name = self._pending[descriptor.full_name] = f"_w{len(self._functions) + len(self._pending)}"
+            self._todo.append(descriptor)
         return name
 
     def _body(self, descriptor: Descriptor) -> str:
@@ -101,7 +131,7 @@ class Writers:
             return "    return _by_json_format(m)\n"
         if full_name in _TO_JSON_STRING:
             return "    return m.ToJsonString()\n"
-        if descriptor.file.name == _WRAPPERS_FILE:
+        if full_name in _WRAPPERS:
             return f"    return {self._value(descriptor.fields_by_name['value'], 'm.value')}\n"
         always = [f for f in descriptor.fields if not f.has_presence]
         items = ", ".join(f"{f.name!r}: {self._field(f)}" for f in always)
@@ -147,12 +177,13 @@ class Writers:
         """The expression of one value of ``field``, read by ``read`` (evaluated once)."""
         cpp, message, enum = field.cpp_type, field.message_type, field.enum_type
         if message is not None:
-            return f"{self._function(message)}({read})"
+            return f"{self._name(message)}({read})"
         if enum is not None:
             if enum.full_name == "google.protobuf.NullValue":
                 return "None"
-            names = f"_names{len(self._namespace)}"
-            self._namespace[names] = {value.number: value.name for value in enum.values}
+            names = f"_names{len(self._namespace) + len(self._tables)}"
+            # allow_alias gives a number several names: the first declared, as MessageToDict writes (set last)
+            self._tables[names] = {value.number: value.name for value in reversed(enum.values)}
             return f"{names}.get(x := {read}, x)"  # an unknown number stays a number
         if field.type == FieldDescriptor.TYPE_BYTES:
             return f"(_b2a(x, newline=False).decode() if (x := {read}) else '')"

@@ -18,6 +18,7 @@ module only reads bytes with a schema it is given.
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -77,6 +78,11 @@ Lookup = Callable[[int], "Schema | Undecodable"]
 _schema_ref = functools.lru_cache(maxsize=1024)(SchemaRef)
 _NO_PREFIX = Undecodable(Reason.NO_PREFIX, None, "the value has no Schema Registry prefix")
 
+logger = logging.getLogger("bridge.schemas")
+# The ids of the schemas whose decoding failed unforeseen: each logged once, not once per record
+_failed_schemas: set[int] = set()
+_MAX_FAILED_SCHEMAS = 10_000
+
 
 def _header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
     for header, value in headers:
@@ -129,6 +135,13 @@ def _decode(raw: bytes, header: bytes | None, lookup: Lookup) -> tuple[bytes, Sc
         return schema.decode(payload), _schema_ref(schema_id, schema.kind)
     except PayloadError as error:
         return Undecodable(Reason.BAD_PAYLOAD, schema_id, str(error))
+    except Exception as error:  # a failure of the bridge with this schema: its topic and the reader go on
+        if schema_id not in _failed_schemas:
+            if len(_failed_schemas) >= _MAX_FAILED_SCHEMAS:
+                _failed_schemas.clear()  # bounded: an id may be logged again after as many others
+            _failed_schemas.add(schema_id)
+            logger.error("schema %d: decoding failed", schema_id, exc_info=error)
+        return Undecodable(Reason.BAD_SCHEMA, schema_id, f"the bridge cannot decode with this schema: {error!r}"[:300])
 
 
 def decode_record(record: KafkaRecord, lookup: Lookup) -> DecodedRecord:

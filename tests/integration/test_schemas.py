@@ -322,3 +322,21 @@ async def test_an_avro_schema_that_references_another_subject_is_resolved(
         await cluster.produce(topic, [value], partition_of=[2])
         event = await stream.next_event()
     assert (event.type, orjson.loads(event.data)) == ("message", {"price": {"cents": 250}, "was": {"cents": 300}})
+
+
+async def test_a_protobuf_schema_nesting_250_message_types_is_decoded_and_the_reader_goes_on(
+    start_bridge: StartBridge, schema_registry: LocalRegistry, serializers: Serializers, cluster: Cluster, topic: str
+) -> None:
+    # Making its writers once recursed past Python's stack: the error stopped the reader, and every topic
+    chain = " ".join(f"message M{number} {{ M{number + 1} n = 1; }}" for number in range(249))
+    text = f'syntax = "proto3"; package chain; {chain} message M249 {{ int32 n = 1; }}'
+    schema_id = serializers.client.register_schema(f"{topic}-chain", Schema(text, "PROTOBUF"))
+    deep = b"\x00" + schema_id.to_bytes(4, "big") + b"\x00" + b"\x0a\x02\x0a\x00"  # [0]: M0, its n an M1 holding an M2
+    after = serializers.avro(AVRO_SCHEMA, topic, AVRO_VALUE)
+    bridge = await schema_bridge(start_bridge, schema_registry, topic)
+    async with open_stream(bridge.url, topic) as stream:
+        await cluster.produce(topic, [deep, after], partition_of=[0, 0])
+        events = await stream.events(2)
+    assert [(event.type, orjson.loads(event.data)) for event in events] == [
+        ("message", {"n": {"n": {}}}), ("message", AVRO_JSON),
+    ]  # fmt: skip

@@ -135,3 +135,56 @@ def test_proto2_defaults_presence_and_extensions_are_written_as_message_to_dict_
 def test_the_shop_order_with_imports_and_well_known_types_is_written_as_message_to_dict_writes_it() -> None:
     order = shop_order()
     the_same(order, order.DESCRIPTOR.file.pool)
+
+
+ALIASES = """
+syntax = "proto3";
+package a;
+message M {
+  enum E { option allow_alias = true; ZERO = 0; ONE = 1; UNO = 1; }
+  E e = 1;
+  repeated E es = 2;
+}
+"""
+
+
+def test_an_aliased_enum_number_is_written_by_its_first_name_as_message_to_dict_writes_it() -> None:
+    pool = pool_of(ALIASES)
+    message: Any = message_factory.GetMessageClass(pool.FindMessageTypeByName("a.M"))(e=1, es=[1, 0])
+    the_same(message, pool)
+    assert Writers(pool).of(message.DESCRIPTOR)(message) == {"e": "ONE", "es": ["ONE", "ZERO"]}
+
+
+def pool_of_file(file: descriptor_pb2.FileDescriptorProto) -> descriptor_pool.DescriptorPool:
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return pool
+
+
+def test_a_schema_file_named_as_the_wrappers_file_has_messages_of_its_own() -> None:
+    """Wrappers are known by their full names: a schema's file may be called google/protobuf/wrappers.proto."""
+    file = descriptor_pb2.FileDescriptorProto(name="google/protobuf/wrappers.proto", package="w", syntax="proto3")
+    file.message_type.add(name="Thing").field.add(name="n", number=1, type=5, label=1)  # int32
+    file.message_type.add(name="Holder").field.add(name="thing", number=1, type=11, type_name=".w.Thing", label=1)
+    pool = pool_of_file(file)
+    holder = pool.FindMessageTypeByName("w.Holder")
+    message: Any = message_factory.GetMessageClass(holder)()
+    message.thing.n = 5
+    assert Writers(pool).of(holder)(message) == {"thing": {"n": 5}}
+
+
+def test_a_writer_that_cannot_be_made_fails_alike_when_asked_again_and_spoils_no_other() -> None:
+    # google.protobuf.Int32Value without its value field: a wrapper by name whose writer cannot be made
+    file = descriptor_pb2.FileDescriptorProto(name="impostor.proto", package="google.protobuf", syntax="proto3")
+    file.message_type.add(name="Int32Value").field.add(name="n", number=1, type=5, label=1)
+    file.message_type.add(name="Holder").field.add(
+        name="wrapped", number=1, type=11, type_name=".google.protobuf.Int32Value", label=1
+    )
+    file.message_type.add(name="Plain").field.add(name="n", number=1, type=5, label=1)
+    pool = pool_of_file(file)
+    writers = Writers(pool)
+    holder, plain = (pool.FindMessageTypeByName(f"google.protobuf.{name}") for name in ("Holder", "Plain"))
+    for _ in range(2):  # not a KeyError of a writer's name, registered by the build that failed
+        with pytest.raises(KeyError, match="'value'"):
+            writers.of(holder)
+    assert writers.of(plain)(message_factory.GetMessageClass(plain)(n=3)) == {"n": 3}
