@@ -48,7 +48,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline-source",
         type=Path,
-        help="latency: also run the bridge package of this folder (e.g. main's), step by step",
+        help="fan-out, latency and connections: also run the bridge package of this folder (e.g. main's), step by step",
     )
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help=f"of the fan-out and connections scenarios, a subset of {SERVERS}")  # fmt: skip

@@ -6,7 +6,7 @@ before/after ratio in one run) and each rate, records are
 produced for STEP_SECONDS; over the steady window after WARMUP_SECONDS:
 
 - end-to-end p50/p99 (receive time minus the send time in the record, every
-  event of every SAMPLE_SHARE-th connection) and the worst p99 of any one
+  event of up to SAMPLED_CONNECTIONS connections) and the worst p99 of any one
   second (the load client reports every second);
 - the producer pipeline alone in the same step (kcat → broker → a plain
   aiokafka consumer answered at the first byte, fanout.kafka_latency), and the

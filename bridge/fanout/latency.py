@@ -18,7 +18,8 @@ counting for itself and the records up to the next one sampled: counts stay
 exact, the ages within a large batch are estimated, and a batch costs at most
 ``SAMPLED`` lookups per stage (a lookup is a few hundred ns; every record of a
 10,000-record batch would be milliseconds of the event loop).
-A producer whose clock runs ahead counts in the first bucket.
+A producer whose clock runs ahead counts as 0 late (the first bucket); a
+record without a timestamp (-1, the oldest message format) is not counted.
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ class DeliveryLatency:
         buckets, bounds = counts.buckets, _BOUNDS_MS
         size = len(records)
         step = -(-size // SAMPLED)  # every record while the batch is small
-        total = 0.0
+        total, counted = 0.0, 0
         for start in range(0, size, step):
+            timestamp = records[start].timestamp
+            if timestamp < 0:  # a record of the oldest message format has none: no age to count
+                continue
             weight = min(step, size - start)  # the records up to the next one sampled
-            age = now_ms - records[start].timestamp
+            # A producer clock ahead of ours is 0 late: a negative age would make the sum go down,
+            # which Prometheus reads as a counter reset.
+            age = max(0.0, now_ms - timestamp)
             buckets[bisect_left(bounds, age)] += weight
             total += age * weight
-        counts.count += size
+            counted += weight
+        counts.count += counted
         counts.sum_ms += total
 
     def published(self, records: Sequence[Timestamped]) -> None:
