@@ -17,8 +17,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
-from bridge.fanout.outbox import CloseReason
-from bridge.fanout.views import AHEAD_WAIT_SECONDS, Cursor, Subscription
+from bridge.fanout.outbox import CloseReason, Cursor
+from bridge.fanout.views import AHEAD_WAIT_SECONDS, Subscription
 from bridge.http.auth import AuthError, build_authorizer
 from bridge.http.cors import cors_options
 from bridge.http.limits import ConnectionLimits, StreamLimits

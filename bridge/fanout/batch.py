@@ -22,13 +22,21 @@ def raw_body(frame: bytes) -> bytes:
     return frame[frame.index(b"\n") + 1 :]
 
 
-class Batch:
-    __slots__ = ("_bodies", "_frames", "_parsed", "_selected", "entries", "topic", "type_header")
+def frame_id(frame: bytes) -> bytes:
+    """A channel frame's id: the record's id within its own topic, the channel's position after it."""
+    return frame[ID_START : frame.index(b"\n")]
 
-    def __init__(self, topic: str, type_header: str | None, entries: Sequence[Entry]) -> None:
+
+class Batch:
+    __slots__ = ("_bodies", "_frames", "_parsed", "_selected", "entries", "first_seq", "start", "topic", "type_header")
+
+    def __init__(self, topic: str, type_header: str | None, entries: Sequence[Entry], *, first_seq: int = 0,
+                 start: tuple[int, ...] = ()) -> None:  # fmt: skip
         self.topic = topic
         self.type_header = type_header
         self.entries = entries
+        self.first_seq = first_seq  # the ring's number of entries[0]
+        self.start = start  # the channel's position before the batch: where a subscriber it leaves behind is
         self._parsed: list[ParsedRecord] | None = None
         self._selected: dict[Filter, list[int]] = {}
         self._bodies: dict[Format, list[bytes | None]] = {}
@@ -60,8 +68,7 @@ class Batch:
 
     def own_id(self, index: int) -> bytes:
         """The record's id within its own topic: the channel's position after it."""
-        frame = self.entries[index].frame
-        return frame[ID_START : frame.index(b"\n")]
+        return frame_id(self.entries[index].frame)
 
     def body(self, format: Format, index: int) -> bytes:
         """The record's event in ``format``, without the id line."""

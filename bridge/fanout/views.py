@@ -14,9 +14,12 @@ id of a record is its own channel's position after it, with the other
 channels' current positions around it. Replay and catch-up, which are per
 subscriber anyway, build ids from the subscriber's own positions instead.
 
-Attaching (replay, then live) happens without an await across all the
-view's channels, so no record of any topic can fall between the replay and
-the live stream.
+A subscriber whose next chunk does not fit its outbox is moved off the live
+path, holding its position (behind.py); so is one resuming from an id the
+rings cover. Each is fed from the rings at its own pace and rejoins the live
+path once level. Every step happens without an await across all the view's
+channels, so no record of any topic can fall between the rings and the
+live stream.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.fanout.batch import Batch, raw_body
+from bridge.fanout.behind import Behind
 from bridge.fanout.channel import Channel
-from bridge.fanout.outbox import CloseReason, Subscriber
+from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.ring import Entry
 from bridge.wire import cursor as cursors
 from bridge.wire import sse
@@ -41,8 +45,6 @@ AHEAD_WAIT_SECONDS = 5.0
 # far they are at most this often: a reconnect then skips at most about this
 # long of records again, at the cost of one small write per stream per interval.
 ADVANCE_SECONDS = 1.0
-
-Cursor = tuple[tuple[int, ...], ...]  # one per topic of the view, in topic-name order
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +64,15 @@ class View:
         self.subscription = subscription
         self.channels = list(channels)  # in subscription.topics order
         self.tags = tuple(channel.tag for channel in self.channels)
-        self.subscribers: set[Subscriber] = set()
+        self.subscribers: set[Subscriber] = set()  # live
+        self.behind: dict[Subscriber, Behind] = {}  # fed from the rings
         self.ahead_wait = ahead_wait
         self.advance_every = ADVANCE_SECONDS
         self._registry = registry
         self._waiting: dict[Subscriber, tuple[Cursor, asyncio.TimerHandle]] = {}
         self._advanced_at = float("-inf")  # when the last id-only frame was handed over
         # one topic, raw: the channel's own frames are this view's frames
-        self._own_frames = len(channels) == 1 and subscription.format is Format.RAW
+        self.own_frames = len(channels) == 1 and subscription.format is Format.RAW
         self._filtered = bool(subscription.filter)
 
     @property
@@ -117,7 +120,7 @@ class View:
         chunk = b""
         if not selected:
             pass
-        elif self._own_frames:
+        elif self.own_frames:
             chunk = batch.frames(selected)
         else:
             prefix = b"".join(cursors.encode(c.position, c.tag).encode() + b"~" for c in self.channels[:index])
@@ -128,12 +131,56 @@ class View:
             chunk += sse.format_id(self.current_id())
         if not chunk:
             return
+        fell: list[Subscriber] = []
         for subscriber in tuple(self.subscribers):
-            subscriber.push(chunk)
             if subscriber.reason is not None:
                 self.subscribers.discard(subscriber)
+            elif not subscriber.push(chunk):
+                self.subscribers.discard(subscriber)
+                fell.append(subscriber)
         # Those still here took the chunk: counted once per batch, not per subscriber.
         self.channels[index].stats.events_delivered += len(selected) * len(self.subscribers)
+        if fell:
+            self._fall_behind(fell, batch, index)
+
+    def _fall_behind(self, fell: Sequence[Subscriber], batch: Batch, index: int) -> None:
+        """Off the live path, each holding where it is: everything before ``batch`` given."""
+        cursor = [tuple(channel.position) for channel in self.channels]  # shared: replaced, never changed
+        cursor[index] = batch.start
+        seqs = [channel.ring.next_seq for channel in self.channels]
+        seqs[index] = batch.first_seq
+        for subscriber in fell:
+            subscriber.live_id = None
+            self._follow(Behind(self, subscriber, list(seqs), list(cursor), exact=True, fell=True))
+        for channel in self.channels:
+            channel.stats.fell_behind += len(fell)
+
+    def _follow(self, behind: Behind) -> None:
+        self.behind[behind.subscriber] = behind
+        behind.subscriber.follow(behind)
+
+    def join_live(self, behind: Behind) -> None:
+        """``behind`` is level with every ring: live from here on."""
+        subscriber = behind.subscriber
+        del self.behind[subscriber]
+        subscriber.feed = None
+        self.subscribers.add(subscriber)
+        if self.filter:
+            subscriber.live_id = self.current_id
+        if behind.fell:
+            for channel in self.channels:
+                channel.stats.rejoined_live += 1
+
+    def leave_rings(self, behind: Behind) -> None:
+        """A ring gave up an entry ``behind`` still needs: caught up from Kafka
+        from its cursor, it comes back through ``subscribe``."""
+        subscriber = behind.subscriber
+        self.unsubscribe(subscriber)
+        subscriber.feed = None
+        if subscriber.catch_up is None:
+            subscriber.close(CloseReason.ERROR)  # it reconnects with its last id, and catches up so
+        else:
+            subscriber.catch_up(behind.position())
 
     def _advance_due(self, batch: Batch, selected: Sequence[int]) -> bool:
         """Whether to end this chunk with an id-only frame: the batch ended on
@@ -171,17 +218,18 @@ class View:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        self.behind.pop(subscriber, None)
         waiting = self._waiting.pop(subscriber, None)
         if waiting is not None:
             waiting[1].cancel()
-        if not self.subscribers and not self._waiting:
+        if not self.subscribers and not self.behind and not self._waiting:
             self._unregister()
 
     def open_streams(self) -> list[Subscriber]:
-        return [*self.subscribers, *self._waiting]
+        return [*self.subscribers, *self.behind, *self._waiting]
 
     def close_all(self, reason: CloseReason) -> None:
-        for subscriber in (*self.subscribers, *self._waiting):
+        for subscriber in (*self.subscribers, *self.behind, *self._waiting):
             self.unsubscribe(subscriber)
             subscriber.close(reason)
 
@@ -214,48 +262,20 @@ class View:
         ]
 
     def _attach(self, subscriber: Subscriber, cursor: Cursor | None, notices: Sequence[bytes] = ()) -> None:
-        if cursor is not None and not self.replayable(cursor):
-            # Only after waiting: a ring moved past the cursor meanwhile. The
-            # client reconnects with the same id and catches up from Kafka.
-            subscriber.close(CloseReason.ERROR)
+        subscriber.push_backlog(notices)
+        if cursor is None:
+            self.subscribers.add(subscriber)
+            if self.filter:
+                subscriber.live_id = self.current_id
             return
-        backlog = list(notices)
-        if cursor is not None:
-            backlog.extend(self._replay(cursor))
-        subscriber.push_backlog(backlog)
-        self.subscribers.add(subscriber)
-        if self.filter:
-            subscriber.live_id = self.current_id
-
-    def _replay(self, cursor: Cursor) -> list[bytes]:
-        """What the ring has past ``cursor``, topic after topic, each id the
-        subscriber's own position; an id-only frame last if the filter skipped
-        records after the last one it kept."""
-        positions = [list(own) for own in cursor]
-        frames: list[bytes] = []
-        skipped = False
-        for index, channel in enumerate(self.channels):
-            replayed = 0
-            for entry in channel.ring.replay(cursor[index]):
-                # Another replica's cursor may be ahead of this one in some partition:
-                # keep the client's offsets there, so its last id never goes backwards.
-                positions[index] = merged = furthest(entry.position, cursor[index])
-                kept, parsed = self.keeps(entry.record)
-                if not kept:
-                    skipped = True
-                    continue
-                skipped = False
-                replayed += 1
-                if self._own_frames and merged == list(entry.position):
-                    frames.append(entry.frame)
-                else:
-                    frames.append(
-                        self.event(index, entry.record, cursors.encode_streams(positions, self.tags), parsed, entry)
-                    )
-            channel.stats.events_delivered += replayed
-        if skipped:
-            frames.append(sse.format_id(cursors.encode_streams(positions, self.tags)))
-        return frames
+        # Fed from the rings' oldest entries on, each past the cursor (which may be
+        # another replica's, ahead of this one in some partitions), then live.
+        seqs = [channel.ring.first_seq for channel in self.channels]
+        behind = Behind(self, subscriber, seqs, [tuple(own) for own in cursor], exact=False, fell=False)
+        if not self.replayable(cursor):  # only after waiting: a ring moved past the cursor meanwhile
+            self.leave_rings(behind)
+            return
+        self._follow(behind)
 
     def event(
         self, index: int, record: KafkaRecord, id: str, parsed: ParsedRecord | None = None, entry: Entry | None = None
@@ -283,8 +303,3 @@ class View:
 
 def offset(channel: Channel, partition: int) -> int:
     return cursors.offset_for(channel.position, partition)
-
-
-def furthest(position: Sequence[int], cursor: Sequence[int]) -> list[int]:
-    """Per partition of ``position``, the larger of the two."""
-    return [max(offset, cursors.offset_for(cursor, p)) for p, offset in enumerate(position)]

@@ -33,8 +33,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from bridge.fanout.channel import Resume
-from bridge.fanout.outbox import CloseReason, Subscriber
-from bridge.fanout.views import Cursor, View
+from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
+from bridge.fanout.views import View
 from bridge.kafka.catchup import CatchUps, Since
 from bridge.wire import sse
 from bridge.wire.events import deleted_event, reauth_event

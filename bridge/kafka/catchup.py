@@ -36,8 +36,8 @@ from aiokafka.errors import OffsetOutOfRangeError
 
 from bridge.config import Settings
 from bridge.fanout.channel import Channel, Resume
-from bridge.fanout.outbox import CloseReason, Subscriber
-from bridge.fanout.views import Cursor, View
+from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
+from bridge.fanout.views import View
 from bridge.kafka.decoding import SchemaTopics
 from bridge.kafka.registry import SchemaRegistry
 from bridge.kafka.source import FETCH_MAX_WAIT_MS

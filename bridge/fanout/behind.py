@@ -1,0 +1,127 @@
+"""A subscriber behind the live path: its place in every ring of its view, fed at its own pace.
+
+A live subscriber whose next chunk does not fit its outbox leaves the live
+path (views.py) holding only where it is: per topic of its view, the number
+of the next ring entry it needs and the cursor of the last event it was
+given. Whenever its connection has written everything queued, it takes the
+next entries from the rings (``next_chunk``), selected and encoded as its
+view's live path would (filter, format, ids covering every topic), with ids
+from its own cursor. Level with every ring, it rejoins the live path; if a
+ring has given up an entry it still needs, it is caught up from Kafka from
+its cursor (kafka/catchup.py) and comes back through the rings. Either step
+happens without an await, as publishing does, so the hand-over is exact:
+no gap, no duplicate. A stream resuming from the ring starts here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from bridge.fanout.batch import frame_id
+from bridge.fanout.channel import Channel
+from bridge.fanout.outbox import Cursor, Subscriber
+from bridge.fanout.ring import Entry
+from bridge.wire import cursor as cursors
+from bridge.wire import sse
+from bridge.wire.events import KafkaRecord
+from bridge.wire.formats import ParsedRecord
+
+
+class Source(Protocol):
+    """What a behind subscriber needs of its view (views.View)."""
+
+    @property
+    def channels(self) -> Sequence[Channel]: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def own_frames(self) -> bool: ...
+
+    def keeps(self, record: KafkaRecord) -> tuple[bool, ParsedRecord | None]: ...
+
+    def event(self, index: int, record: KafkaRecord, id: str, parsed: ParsedRecord | None = None,
+              entry: Entry | None = None) -> bytes: ...  # fmt: skip
+
+    def join_live(self, behind: Behind) -> None: ...
+
+    def leave_rings(self, behind: Behind) -> None: ...
+
+
+class Behind:
+    """Where one subscriber is in the rings of its view."""
+
+    __slots__ = ("cursor", "exact", "fell", "seqs", "subscriber", "view")
+
+    def __init__(self, view: Source, subscriber: Subscriber, seqs: list[int], cursor: list[tuple[int, ...]], *,
+                 exact: bool, fell: bool) -> None:  # fmt: skip
+        self.view = view
+        self.subscriber = subscriber
+        self.seqs = seqs  # per channel: the number of the next entry to look at
+        self.cursor = cursor  # per channel: the position of the last event given (the client's last id)
+        # per channel: the cursor is a position of that ring, so the entries from ``seqs`` on are all
+        # past it and their own ids are its ids. Not so for an id another replica issued (views.py).
+        self.exact = [exact] * len(seqs)
+        self.fell = fell  # it fell off the live path (not a resume): counted when it rejoins
+
+    def position(self) -> Cursor:
+        return tuple(self.cursor)
+
+    def next_chunk(self, room: int) -> bytes:
+        """The next events, about ``room`` bytes (at least one event); b"" once level
+        (it has rejoined the live path) or once a ring no longer has its next entry."""
+        view, frames, size, skipped = self.view, list[bytes](), 0, False
+        for index, channel in enumerate(view.channels):
+            seq, ring = self.seqs[index], channel.ring
+            if seq < ring.first_seq:
+                if frames:  # these first; the next call finds the ring moved on
+                    break
+                view.leave_rings(self)
+                return b""
+            head, tail = self._around(index)
+            given = 0
+            for entry in ring.since(seq):
+                seq += 1
+                position = entry.position
+                if not self.exact[index]:
+                    own = self.cursor[index]
+                    if entry.offset < cursors.offset_for(own, entry.partition):
+                        continue  # the client had it already
+                    # ids never go back where the client's cursor is ahead of this ring's
+                    merged = tuple(max(o, cursors.offset_for(own, p)) for p, o in enumerate(position))
+                    self.exact[index] = merged == position  # and then stays so: positions only grow
+                    position = merged
+                self.cursor[index] = position
+                kept, parsed = view.keeps(entry.record)
+                if not kept:
+                    skipped = True
+                    continue
+                skipped = False
+                given += 1
+                if view.own_frames and position is entry.position:
+                    frame = entry.frame
+                else:
+                    own_id = frame_id(entry.frame).decode() if position is entry.position else \
+                        cursors.encode(position, view.tags[index])  # fmt: skip
+                    frame = view.event(index, entry.record, head + own_id + tail, parsed, entry)
+                frames.append(frame)
+                size += len(frame)
+                if size >= room:
+                    break
+            self.seqs[index] = seq
+            channel.stats.events_delivered += given
+            if size >= room:
+                break
+        if skipped:  # the client's last id moves past what the filter skipped
+            frames.append(sse.format_id(cursors.encode_streams(self.cursor, view.tags)))
+        if all(seq == channel.ring.next_seq for seq, channel in zip(self.seqs, view.channels, strict=True)):
+            view.join_live(self)
+        return b"".join(frames)
+
+    def _around(self, index: int) -> tuple[str, str]:
+        """The id parts of the other topics, which do not move while one topic's entries are given."""
+        tags, cursor, separator = self.view.tags, self.cursor, cursors.TOPIC_SEPARATOR
+        head = cursors.encode_streams(cursor[:index], tags[:index]) + separator if index else ""
+        after = index + 1
+        tail = separator + cursors.encode_streams(cursor[after:], tags[after:]) if after < len(cursor) else ""
+        return head, tail
