@@ -66,6 +66,10 @@ class Listener(Protocol):
 
     def open_streams(self) -> list[Subscriber]: ...
 
+    def on_paths(self) -> tuple[Sequence[str], int, int]:
+        """Its topics, its live streams, and its streams fed from the rings."""
+        ...
+
     def close_all(self, reason: CloseReason) -> None: ...
 
 

@@ -228,6 +228,9 @@ class View:
     def open_streams(self) -> list[Subscriber]:
         return [*self.subscribers, *self.behind, *self._waiting]
 
+    def on_paths(self) -> tuple[Sequence[str], int, int]:
+        return self.subscription.topics, len(self.subscribers), len(self.behind)
+
     def close_all(self, reason: CloseReason) -> None:
         for subscriber in (*self.subscribers, *self.behind, *self._waiting):
             self.unsubscribe(subscriber)

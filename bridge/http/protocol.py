@@ -8,6 +8,9 @@
   ``431`` and the connection closed.
 - **Malformed requests get the bridge's JSON error** instead of uvicorn's plain
   text: ``400 {"error": "bad_http_request", ...}``.
+- **How much a client has yet to take** is in every request's scope
+  (``extensions["bridge.unsent"]``, http/stall.py): the stream's stall watch
+  reads it to tell a client that reads slowly from one that reads nothing.
 - **Peers that vanish are found.** A browser whose machine or network went
   away sends no FIN: writes to it are buffered by the kernel and retransmitted
   for about 15 minutes (``tcp_retries2``). With ``TCP_USER_TIMEOUT`` the
@@ -23,6 +26,8 @@ import socket
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from bridge.http.stall import UNSENT_EXTENSION, unsent_bytes
 
 MAX_HEAD_BYTES = 16 * 1024
 UNACKED_SECONDS = 30.0
@@ -51,6 +56,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        self.scope.setdefault("extensions", {})[UNSENT_EXTENSION] = {"unsent": unsent_bytes(self.transport)}
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -11,9 +11,15 @@ reader's position in every topic, the client subscribes to its view, which
 replays the rest from the rings and goes live. That last step does not await, so no record
 can fall between Kafka and the ring: no gap, no duplicate.
 
+The same path serves a stream that fell behind the live path further than
+its rings reach (fanout/behind.py): it is caught up from the cursor of the
+last event it was given, then goes back through the rings to live.
+
 At most ``max_catchups`` readers run at once; other clients wait their turn
 with their stream open and heartbeats flowing. A reader reads no faster than
-its client takes the events.
+its client takes the events, and at most ``FETCH_BYTES`` per fetch; a client
+that takes nothing is cut by its stream (http/stall.py), which ends the
+reader too.
 
 Offsets below what Kafka still retains are reported with a ``gap`` event
 (``{"topic", "partitions": [{"partition", "requested", "first_available"}]}``)
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,8 +59,8 @@ MAX_TIMESTAMP_MS = 2**63 - 1
 # Records encoded between two awaits: aiokafka would hand over a whole fetch
 # (hundreds of thousands), stalling every other connection for the encoding.
 BATCH_RECORDS = 5000
-# A client that takes no catch-up event for this long holds a reader slot for nothing.
-STALLED_CLIENT_SECONDS = 30.0
+# Bytes a reader fetches at once (aiokafka's default is 50 MB): a reader's memory is about this, and its events.
+FETCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,18 @@ class CatchUps:
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot
-        self._subscribers: set[Subscriber] = set()
+        # the stream's view, and the catch-up's own task: a stream that falls behind again
+        # may start its next catch-up while the last one still stops its consumer
+        self._subscribers: dict[Subscriber, tuple[View, asyncio.Task[None]]] = {}
 
-    async def resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
-        """Bring ``subscriber`` from ``start`` to the live view. Failures
+    def start(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> asyncio.Task[None]:
+        """Bring ``subscriber`` from ``start`` to its view, in a task. Failures
         end the stream cleanly; the browser reconnects with its last id."""
-        self._subscribers.add(subscriber)  # from now on, so a shutdown ends it while it waits for a slot too
+        task = asyncio.create_task(self._catch_up(view, subscriber, start))
+        self._subscribers[subscriber] = (view, task)  # from now on, so a shutdown ends it while it waits for a slot
+        return task
+
+    async def _catch_up(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
         try:
             self.waiting += 1
             try:
@@ -111,7 +124,8 @@ class CatchUps:
             logger.exception("catch-up on %s failed; the client will reconnect", ",".join(view.subscription.topics))
             subscriber.close(CloseReason.ERROR)
         finally:
-            self._subscribers.discard(subscriber)
+            if self._subscribers.get(subscriber, (None, None))[1] is asyncio.current_task():
+                del self._subscribers[subscriber]
 
     async def _resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
         if subscriber.reason is not None:
@@ -119,7 +133,7 @@ class CatchUps:
         consumer = AIOKafkaConsumer(
             **self._kafka, group_id=None, enable_auto_commit=False, isolation_level=self._isolation_level,
             # "none": records deleted under the reader raise, so the client hears of the gap
-            auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, fetch_max_bytes=FETCH_BYTES,
         )  # fmt: skip
         try:
             await consumer.start()
@@ -130,6 +144,10 @@ class CatchUps:
     def open_streams(self) -> list[Subscriber]:
         """The streams still catching up or waiting to (they are in no channel yet)."""
         return list(self._subscribers)
+
+    def streams_per_topic(self) -> Counter[str]:
+        """Per topic, the streams over it catching up or waiting to."""
+        return Counter(topic for view, _ in self._subscribers.values() for topic in view.subscription.topics)
 
     def close_all(self, reason: CloseReason) -> None:
         for subscriber in tuple(self._subscribers):
@@ -199,10 +217,7 @@ class _Reader:
                 frames.append(sse.format_id(cursors.encode_streams(self.cursor(), view.tags)))
             if frames:
                 subscriber.push_backlog(frames)
-                try:
-                    await asyncio.wait_for(subscriber.drained(), STALLED_CLIENT_SECONDS)
-                except TimeoutError:
-                    subscriber.close(CloseReason.SLOW)  # it holds a slot and a consumer: let it reconnect
+                await subscriber.drained()
 
     def _partition_of(self, tp: TopicPartition) -> tuple[Channel, list[int]]:
         index = self.index[tp.topic]
