@@ -51,10 +51,10 @@ class Source(Protocol):
 class Behind:
     """Where one subscriber is in the rings of its view."""
 
-    __slots__ = ("cursor", "exact", "fell", "seqs", "subscriber", "view")
+    __slots__ = ("cursor", "exact", "seqs", "subscriber", "view")
 
     def __init__(self, view: Source, subscriber: Subscriber, seqs: list[int], cursor: list[tuple[int, ...]], *,
-                 exact: bool, fell: bool) -> None:  # fmt: skip
+                 exact: bool) -> None:  # fmt: skip
         self.view = view
         self.subscriber = subscriber
         self.seqs = seqs  # per channel: the number of the next entry to look at
@@ -62,7 +62,6 @@ class Behind:
         # per channel: the cursor is a position of that ring, so the entries from ``seqs`` on are all
         # past it and their own ids are its ids. Not so for an id another replica issued (views.py).
         self.exact = [exact] * len(seqs)
-        self.fell = fell  # it fell off the live path (not a resume): counted when it rejoins
 
     def position(self) -> Cursor:
         return tuple(self.cursor)

@@ -43,8 +43,8 @@ class Subscriber:
     connection has not yet written."""
 
     __slots__ = (
-        "_backlog", "_chunks", "_drain_waiter", "_rest", "_size", "_waiter", "catch_up", "closed", "feed", "limit",
-        "live_id", "reason",
+        "_backlog", "_chunks", "_drain_waiter", "_rest", "_size", "_waiter", "catch_up", "closed", "feed", "fell",
+        "limit", "live_id", "reason",
     )  # fmt: skip
 
     def __init__(self, limit: int) -> None:
@@ -66,6 +66,7 @@ class Subscriber:
         # Called when the rings no longer hold what it needs next: the stream starts
         # a catch-up from Kafka (http/stream.py). Without one it is closed instead.
         self.catch_up: Callable[[Cursor], None] | None = None
+        self.fell = False  # off the live path since its outbox was full (not a resume): counted when it rejoins
 
     def _wake(self) -> None:
         if self._waiter is not None:
@@ -169,15 +170,21 @@ class Subscriber:
             _release(self._drain_waiter)
         return data
 
-    async def drained(self) -> None:
-        """Until the connection has taken the whole backlog (or is closed):
-        lets a catch-up read no faster than its client."""
+    async def drained(self, timeout: float | None = None) -> bool:
+        """Until the connection has taken the whole backlog (or is closed), or
+        ``timeout`` seconds; whether it has: lets a catch-up read no faster than its client."""
         if self._backlog and self.reason is None:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
+            if self._drain_waiter is None:
+                self._drain_waiter = asyncio.get_running_loop().create_future()
+            waiter = self._drain_waiter
             try:
-                await self._drain_waiter
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            except TimeoutError:
+                return False
             finally:
-                self._drain_waiter = None
+                if waiter.done() and self._drain_waiter is waiter:
+                    self._drain_waiter = None
+        return True
 
 
 def _release(waiter: asyncio.Future[None]) -> None:

@@ -151,7 +151,8 @@ class View:
         seqs[index] = batch.first_seq
         for subscriber in fell:
             subscriber.live_id = None
-            self._follow(Behind(self, subscriber, list(seqs), list(cursor), exact=True, fell=True))
+            subscriber.fell = True
+            self._follow(Behind(self, subscriber, list(seqs), list(cursor), exact=True))
         for channel in self.channels:
             channel.stats.fell_behind += len(fell)
 
@@ -167,7 +168,8 @@ class View:
         self.subscribers.add(subscriber)
         if self.filter:
             subscriber.live_id = self.current_id
-        if behind.fell:
+        if subscriber.fell:  # through the rings, or through Kafka and the rings
+            subscriber.fell = False
             for channel in self.channels:
                 channel.stats.rejoined_live += 1
 
@@ -274,7 +276,7 @@ class View:
         # Fed from the rings' oldest entries on, each past the cursor (which may be
         # another replica's, ahead of this one in some partitions), then live.
         seqs = [channel.ring.first_seq for channel in self.channels]
-        behind = Behind(self, subscriber, seqs, [tuple(own) for own in cursor], exact=False, fell=False)
+        behind = Behind(self, subscriber, seqs, [tuple(own) for own in cursor], exact=False)
         if not self.replayable(cursor):  # only after waiting: a ring moved past the cursor meanwhile
             self.leave_rings(behind)
             return

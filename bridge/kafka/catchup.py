@@ -17,9 +17,12 @@ last event it was given, then goes back through the rings to live.
 
 At most ``max_catchups`` readers run at once; other clients wait their turn
 with their stream open and heartbeats flowing. A reader reads no faster than
-its client takes the events, and at most ``FETCH_BYTES`` per fetch; a client
-that takes nothing is cut by its stream (http/stall.py), which ends the
-reader too.
+its client takes the events, and at most ``FETCH_BYTES`` per fetch. While
+others wait, a reader whose client has not taken what it read within
+``YIELD_SECONDS`` gives up its slot and its consumer, so slow clients cannot
+hold every slot: once its client has taken it all, it waits its turn again
+and goes on from where it was. A client that takes nothing at all is cut by
+its stream (http/stall.py), which ends the reader too.
 
 Offsets below what Kafka still retains are reported with a ``gap`` event
 (``{"topic", "partitions": [{"partition", "requested", "first_available"}]}``)
@@ -33,7 +36,7 @@ import asyncio
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +64,8 @@ MAX_TIMESTAMP_MS = 2**63 - 1
 BATCH_RECORDS = 5000
 # Bytes a reader fetches at once (aiokafka's default is 50 MB): a reader's memory is about this, and its events.
 FETCH_BYTES = 4 * 1024 * 1024
+# How long a reader waits for its client to take what it read before it lets a waiting one have its slot.
+YIELD_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,17 +114,21 @@ class CatchUps:
 
     async def _catch_up(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
         try:
-            self.waiting += 1
-            try:
-                await self._slots.acquire()
-            finally:
-                self.waiting -= 1
-            self.running += 1
-            try:
-                await self._resume(view, subscriber, start)
-            finally:
-                self.running -= 1
-                self._slots.release()
+            resume: Cursor | Since | None = start
+            while resume is not None:
+                self.waiting += 1
+                try:
+                    await self._slots.acquire()
+                finally:
+                    self.waiting -= 1
+                self.running += 1
+                try:
+                    resume = await self._resume(view, subscriber, resume)
+                finally:
+                    self.running -= 1
+                    self._slots.release()
+                if resume is not None:  # it gave up its slot: its client takes what was read, then it waits again
+                    await subscriber.drained()
         except Exception:
             logger.exception("catch-up on %s failed; the client will reconnect", ",".join(view.subscription.topics))
             subscriber.close(CloseReason.ERROR)
@@ -127,9 +136,10 @@ class CatchUps:
             if self._subscribers.get(subscriber, (None, None))[1] is asyncio.current_task():
                 del self._subscribers[subscriber]
 
-    async def _resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
+    async def _resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> Cursor | None:
+        """None once in the view (or closed); else where to go on from, the slot given up."""
         if subscriber.reason is not None:
-            return
+            return None
         consumer = AIOKafkaConsumer(
             **self._kafka, group_id=None, enable_auto_commit=False, isolation_level=self._isolation_level,
             # "none": records deleted under the reader raise, so the client hears of the gap
@@ -137,7 +147,7 @@ class CatchUps:
         )  # fmt: skip
         try:
             await consumer.start()
-            await _Reader(consumer, view, subscriber, start, self._schemas).run()
+            return await _Reader(consumer, view, subscriber, start, self._schemas, lambda: self.waiting > 0).run()
         finally:
             await consumer.stop()
 
@@ -158,8 +168,9 @@ class _Reader:
     """One client's catch-up: its position in every topic of its view."""
 
     def __init__(self, consumer: AIOKafkaConsumer, view: View, subscriber: Subscriber, start: Cursor | Since,
-                 schemas: SchemaTopics) -> None:  # fmt: skip
+                 schemas: SchemaTopics, contended: Callable[[], bool]) -> None:  # fmt: skip
         self.consumer = consumer
+        self.contended = contended  # other clients wait for a slot
         self.schemas = schemas
         self.view = view
         self.subscriber = subscriber
@@ -174,22 +185,23 @@ class _Reader:
             return tuple(map(tuple, self.positions))
         return tuple((*known, *start[index][len(known) :]) for index, known in enumerate(self.positions))
 
-    async def run(self) -> None:
+    async def run(self) -> Cursor | None:
+        """None once in the view (or closed); the cursor to go on from if it gave up its slot."""
         consumer, view, subscriber = self.consumer, self.view, self.subscriber
         delivered = 0
         while True:
             if any(channel.deleted for channel in view.channels):
                 subscriber.close(CloseReason.TOPIC_DELETED)
-                return
+                return None
             await self._assign_new_partitions()
             if subscriber.reason is not None:
-                return
+                return None
             if view.replayable(self.positions):
                 logger.info("catch-up on %s read %d record(s) from Kafka, joins live at %s",
                             ",".join(view.subscription.topics), delivered,
                             cursors.encode_streams(self.cursor(), view.tags))  # fmt: skip
                 view.subscribe(subscriber, self.cursor())
-                return
+                return None
             # Partitions read up to the live position wait; the others are fetched.
             caught_up = {
                 TopicPartition(channel.topic, p)
@@ -217,7 +229,9 @@ class _Reader:
                 frames.append(sse.format_id(cursors.encode_streams(self.cursor(), view.tags)))
             if frames:
                 subscriber.push_backlog(frames)
-                await subscriber.drained()
+                while not await subscriber.drained(YIELD_SECONDS):
+                    if self.contended():
+                        return self.cursor()
 
     def _partition_of(self, tp: TopicPartition) -> tuple[Channel, list[int]]:
         index = self.index[tp.topic]

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.bridgeproc import BridgeProcess, open_stream, rss_mb
 from tests.support.scrape import scrape
 
 pytestmark = pytest.mark.kafka
@@ -25,13 +24,6 @@ ROUND_RECORDS = 400
 VALUE_BYTES = 4000
 MAX_ROUNDS = 40  # 64 MB at most
 STALLED_SECONDS = 2
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(field)
 
 
 async def stuck_client(port: int, topic: str) -> socket.socket:
