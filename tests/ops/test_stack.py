@@ -56,6 +56,10 @@ StartBridge = Callable[..., Any]
 # the one list the dashboard is checked against.
 METRICS: dict[str, frozenset[str]] = {
     "kafka_sse_bridge_subscribers": frozenset({"topic"}),
+    "kafka_sse_bridge_subscribers_live": frozenset({"topic"}),
+    "kafka_sse_bridge_subscribers_behind": frozenset({"topic", "source"}),
+    "kafka_sse_bridge_fell_behind_total": frozenset({"topic"}),
+    "kafka_sse_bridge_rejoined_live_total": frozenset({"topic"}),
     "kafka_sse_bridge_streams_opened_total": frozenset({"topic"}),
     "kafka_sse_bridge_streams_closed_total": frozenset({"topic", "reason"}),
     "kafka_sse_bridge_events_delivered_total": frozenset({"topic"}),
