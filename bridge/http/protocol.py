@@ -10,7 +10,9 @@
   text: ``400 {"error": "bad_http_request", ...}``.
 - **How much a client has yet to take** is in every request's scope
   (``extensions["bridge.unsent"]``, http/stall.py): the stream's stall watch
-  reads it to tell a client that reads slowly from one that reads nothing.
+  reads it to tell a client that reads slowly from one that reads nothing,
+  and aborts the connection of one cut for it (a close would keep its
+  buffers until the client reads them, which it does not).
 - **Peers that vanish are found.** A browser whose machine or network went
   away sends no FIN: writes to it are buffered by the kernel and retransmitted
   for about 15 minutes (``tcp_retries2``). With ``TCP_USER_TIMEOUT`` the
@@ -56,7 +58,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
-        self.scope.setdefault("extensions", {})[UNSENT_EXTENSION] = {"unsent": unsent_bytes(self.transport)}
+        extension: dict[object, object] = {"unsent": unsent_bytes(self.transport), "abort": self.transport.abort}
+        self.scope.setdefault("extensions", {})[UNSENT_EXTENSION] = extension
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

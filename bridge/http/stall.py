@@ -49,6 +49,12 @@ def scope_unsent(scope: Scope) -> Callable[[], int] | None:
     return unsent
 
 
+def scope_abort(scope: Scope) -> Callable[[], None] | None:
+    """Drops the request's connection at once, what its buffers hold discarded."""
+    abort: Callable[[], None] | None = scope.get("extensions", {}).get(UNSENT_EXTENSION, {}).get("abort")
+    return abort
+
+
 class Progress:
     """The rule, with the clock passed in."""
 

@@ -39,7 +39,7 @@ from starlette.types import Message, Receive, Scope, Send
 from bridge.fanout.channel import Resume
 from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.views import View
-from bridge.http.stall import StallWatch, scope_unsent
+from bridge.http.stall import StallWatch, scope_abort, scope_unsent
 from bridge.kafka.catchup import CatchUps, Since
 from bridge.wire import sse
 from bridge.wire.events import deleted_event, reauth_event
@@ -145,6 +145,11 @@ class EventStream(Response):
                 stats.streams_closed[reason] += 1
             self.on_close()
         if reason is CloseReason.SLOW:
+            # Aborted, not closed: a close keeps the buffers until the client reads them, and a client
+            # that took nothing for the bound does not; it resumes from the last id it did read.
+            abort = scope_abort(scope)
+            if abort is not None:
+                abort()
             raise SlowClientDisconnect
         if reason is CloseReason.TOKEN_EXPIRED:
             await self._send(send, {"type": "http.response.body", "body": TOKEN_EXPIRED, "more_body": False})
