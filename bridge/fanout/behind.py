@@ -51,7 +51,7 @@ class Source(Protocol):
 class Behind:
     """Where one subscriber is in the rings of its view."""
 
-    __slots__ = ("cursor", "exact", "seqs", "subscriber", "view")
+    __slots__ = ("cursor", "exact", "seqs", "subscriber", "turn", "view")
 
     def __init__(self, view: Source, subscriber: Subscriber, seqs: list[int], cursor: list[tuple[int, ...]], *,
                  exact: bool) -> None:  # fmt: skip
@@ -62,6 +62,7 @@ class Behind:
         # per channel: the cursor is a position of that ring, so the entries from ``seqs`` on are all
         # past it and their own ids are its ids. Not so for an id another replica issued (views.py).
         self.exact = [exact] * len(seqs)
+        self.turn = 0  # the topic the next chunk starts with: each gets its turn, a busy one cannot starve the rest
 
     def position(self) -> Cursor:
         return tuple(self.cursor)
@@ -70,7 +71,9 @@ class Behind:
         """The next events, about ``room`` bytes (at least one event); b"" once level
         (it has rejoined the live path) or once a ring no longer has its next entry."""
         view, frames, size, skipped = self.view, list[bytes](), 0, False
-        for index, channel in enumerate(view.channels):
+        count = len(view.channels)
+        for index in (*range(self.turn, count), *range(self.turn)):
+            channel = view.channels[index]
             seq, ring = self.seqs[index], channel.ring
             if seq < ring.first_seq:
                 if frames:  # these first; the next call finds the ring moved on
@@ -110,6 +113,7 @@ class Behind:
             self.seqs[index] = seq
             channel.stats.events_delivered += given
             if size >= room:
+                self.turn = (index + 1) % count
                 break
         if skipped:  # the client's last id moves past what the filter skipped
             frames.append(sse.format_id(cursors.encode_streams(self.cursor, view.tags)))

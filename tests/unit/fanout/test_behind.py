@@ -147,3 +147,20 @@ async def test_behind_on_several_topics_each_topic_in_order_with_ids_covering_al
     assert len(ids) == len(slow_got) == 40
     assert slow_parser.last_event_id == fast_parser.last_event_id
     assert slow in view.subscribers
+
+
+async def test_behind_on_several_topics_a_busy_topic_does_not_starve_the_others() -> None:
+    bridge = hub()
+    view = bridge.view(Subscription.of(["a", "b"]))
+    subscriber = Subscriber(limit=1000)
+    view.subscribe(subscriber, ((0, 0), (0,)))  # a resume: behind on both rings
+    bridge.channels["a"].publish([Record(0, offset, b"a" * 100) for offset in range(100)])
+    bridge.channels["b"].publish([Record(0, offset, b"b" * 100) for offset in range(100)])
+    first, second = events(await subscriber.take(1)), events(await subscriber.take(1))
+    assert {e.data[0] for e in first} == {"a"}
+    assert {e.data[0] for e in second} == {"b"}  # b's turn, though a has more
+
+
+def events(data: bytes | None) -> list[Event]:
+    assert data is not None
+    return Parser().feed(data)
