@@ -27,12 +27,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import catchup, connections, fanout, report, responses, topics
+from bench import catchup, connections, fanout, latency, report, responses, topics
 from bench.processes import BENCH, TOPIC_PARTITIONS, Context, build_load_client, create_topic
 from bridge.kafka.local import KAFKA_VERSION, LocalKafka
 
 RESULTS = BENCH / "results"
-SCENARIOS = ("fanout", "connections", "catchup", "responses", "topics")
+SCENARIOS = ("fanout", "latency", "connections", "catchup", "responses", "topics")
+SERVERS = ("bridge", "bridge-2w", "naive")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -42,12 +43,25 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--catchup-records", type=int, default=1_000_000, help="records behind (default 1000000)")
     parser.add_argument("--rates", default=",".join(map(str, fanout.RATES)),
                         help="fan-out steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
+    parser.add_argument("--latency-rates", default=",".join(map(str, latency.RATES)),
+                        help="latency steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--baseline-source",
+        type=Path,
+        help="latency: also run the bridge package of this folder (e.g. main's), step by step",
+    )
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"of the fan-out and connections scenarios, a subset of {SERVERS}")  # fmt: skip
     parser.add_argument("--topics-rate", type=int, default=topics.RATE,
                         help="records/s over the 200 topics of the topics scenario (default %(default)s)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     arguments = parser.parse_args(argv)
     arguments.scenarios = [name for name in arguments.scenarios.split(",") if name]
     arguments.rates = [int(rate) for rate in arguments.rates.split(",") if rate]
+    arguments.latency_rates = [int(rate) for rate in arguments.latency_rates.split(",") if rate]
+    arguments.servers = [name for name in arguments.servers.split(",") if name]
+    if unknown := set(arguments.servers) - set(SERVERS):
+        parser.error(f"unknown servers {sorted(unknown)}")
     if unknown := set(arguments.scenarios) - set(SCENARIOS):
         parser.error(f"unknown scenarios {sorted(unknown)}")
     return arguments
@@ -92,15 +106,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = Context(client, kafka.bootstrap_servers, kafka.process.pid, workdir, arguments.value_bytes)
         if "fanout" in arguments.scenarios:
             print("(a) fan-out", flush=True)
+            runs = [(name, None) for name in arguments.servers]
+            if arguments.baseline_source is not None:  # the same bridge of the baseline's code, first
+                runs.insert(0, ("bridge", arguments.baseline_source))
             results["fanout"] = [
                 asdict(step)
-                for name in ("bridge", "bridge-2w", "naive")
-                for step in fanout.run(context, name, _topic(context, "fanout", name), arguments.rates)
+                for name, source in runs
+                for step in fanout.run(context, name, _topic(context, "fanout", name), arguments.rates, source)
+            ]
+        if "latency" in arguments.scenarios:
+            print("latency: what the bridge adds to the producer pipeline's own, 1 and 1,000 subscribers", flush=True)
+            topic = _topic(context, "latency", "bridge")
+            results["latency"] = [
+                asdict(step) for step in latency.run(context, topic, arguments.latency_rates, arguments.baseline_source)
             ]
         if "connections" in arguments.scenarios:
             print("(b, c) idle connections and a reconnect storm", flush=True)
-            results["connections"] = [asdict(connections.run(context, name, _topic(context, "conn", name)))
-                                      for name in ("bridge", "naive")]  # fmt: skip
+            runs = [(name, None) for name in arguments.servers if name != "bridge-2w"]
+            if arguments.baseline_source is not None:  # the same bridge of the baseline's code, first
+                runs.insert(0, ("bridge", arguments.baseline_source))
+            results["connections"] = [asdict(connections.run(context, name, _topic(context, "conn", name), source))
+                                      for name, source in runs]  # fmt: skip
         if "catchup" in arguments.scenarios:
             print("(d) catch-up", flush=True)
             results["catchup"] = catchup.run(context, arguments.catchup_records)

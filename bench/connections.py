@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.processes import Context, CpuMeter, LoadClient, producing, rss_bytes, stop
@@ -54,8 +55,11 @@ class ConnectionsResult:
     load_average: tuple[float, float, float]
 
 
-def run(context: Context, server_name: str, topic: str) -> ConnectionsResult:
-    server = context.start_server(server_name, topic)
+def run(context: Context, server_name: str, topic: str, source: Path | None = None) -> ConnectionsResult:
+    """``source``: the bridge of that folder's code (--baseline-source), named ``<server> @ <folder>``."""
+    server = context.start_server(server_name, topic, source)
+    if source is not None:
+        server_name = f"{server_name} @ {source}"
     time.sleep(SETTLE_SECONDS)
     rss_before = rss_bytes(server.pid)
     bound = CONNECT_SECONDS + IDLE_SECONDS + STORM_SECONDS + RESUME_SECONDS + 60

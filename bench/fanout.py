@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -84,8 +85,12 @@ def window_figures(reports: Sequence[dict[str, Any]]) -> tuple[float, Counter[in
     return (last["events"] - first["events"]) / seconds, buckets
 
 
-def run(context: Context, server_name: str, topic: str, rates: Sequence[int] = RATES) -> list[Step]:
-    server = context.start_server(server_name, topic)
+def run(context: Context, server_name: str, topic: str, rates: Sequence[int] = RATES,
+        source: Path | None = None) -> list[Step]:  # fmt: skip
+    """``source``: the bridge of that folder's code (--baseline-source), named ``<server> @ <folder>``."""
+    server = context.start_server(server_name, topic, source)
+    if source is not None:
+        server_name = f"{server_name} @ {source}"
     bound = len(rates) * (STEP_SECONDS + DRAIN_SECONDS) + 120
     client = LoadClient.start(context.client, server, topic, context.workdir / f"client-{topic}.log",
                               "-n", str(SUBSCRIBERS), "-sample", "10", "-seconds", str(bound))  # fmt: skip

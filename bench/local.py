@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
 
 from bench.processes import create_topic, start_bridge, stop
 from bridge.kafka.local import LocalKafka, free_port
@@ -48,6 +51,25 @@ async def broker_and_bridge(label: str, flags: Sequence[str]) -> AsyncIterator[S
         if bridge is not None:
             stop(bridge.process)
         kafka.remove()
+
+
+async def paced(bootstrap_servers: str, rate: int, stop_at: float,
+                send: Callable[[AIOKafkaProducer, int], Awaitable[object]]) -> int:  # fmt: skip
+    """``send(producer, n)`` for n = 0, 1, … at ``rate`` a second until ``stop_at``; how many were sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=10)
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    try:
+        while time.monotonic() < stop_at:
+            due = int((time.monotonic() - started) * rate)
+            for _ in range(due - sent):
+                await send(producer, sent)
+                sent += 1
+            await asyncio.sleep(0.05)
+    finally:
+        await producer.stop()
+    return sent
 
 
 def peak_rss_mb(pid: int) -> float:

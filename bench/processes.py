@@ -54,9 +54,13 @@ def _child_setup() -> None:
 
 
 def spawn(command: Sequence[str], log: Path, **options: Any) -> subprocess.Popen[bytes]:
+    """``options["source"]``: a folder whose ``bridge`` package runs instead of this tree's."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if (source := options.pop("source", None)) is not None:
+        env["PYTHONPATH"] = str(source)  # ahead of the editable install, whose finder comes last
     with log.open("ab") as out:
         return subprocess.Popen(command, stdout=options.pop("stdout", out), stderr=out, preexec_fn=_child_setup,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, **options)  # fmt: skip
+                                env=env, **options)  # fmt: skip
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
@@ -111,12 +115,12 @@ class Server:
 
 
 def start_bridge(bootstrap_servers: str, topic: str, port: int, log: Path, extra: Sequence[str] = (),
-                 name: str = "bridge") -> Server:  # fmt: skip
+                 name: str = "bridge", source: Path | None = None) -> Server:  # fmt: skip
     """As users run it: the console script with the default settings, apart from where it listens and reads
     and its connection limits: the load client's thousands of "browsers" come from 8 loopback addresses."""
     command = ["kafka-sse-bridge", "serve", "--bootstrap-servers", bootstrap_servers, "--topics", topic,
                "--port", str(port), *LOAD_LIMITS, *extra]  # fmt: skip
-    server = Server("bridge", spawn(command, log), port, log)
+    server = Server("bridge", spawn(command, log, source=source), port, log)
     server.wait_ready(topic)
     return server
 
@@ -307,8 +311,10 @@ class Context:
     workdir: Path
     value_bytes: int
 
-    def start_server(self, name: str, topic: str) -> Server:
-        port, log = free_port(), self.workdir / f"{name}-{topic}.log"
+    def start_server(self, name: str, topic: str, source: Path | None = None) -> Server:
+        """``source``: a bridge's code from that folder (bench --baseline-source), not this tree's."""
+        port = free_port()
+        log = self.workdir / f"{name}-{topic}-{port}.log"
         if name in BRIDGES:
-            return start_bridge(self.bootstrap_servers, topic, port, log, BRIDGES[name], name)
+            return start_bridge(self.bootstrap_servers, topic, port, log, BRIDGES[name], name, source)
         return start_naive(self.bootstrap_servers, topic, TOPIC_PARTITIONS, port, log)

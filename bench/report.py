@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import latency
+
 
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -63,6 +65,12 @@ def print_tables(results: dict[str, Any]) -> None:
                 print(f"\n  highest rate kept up: {name} {bridge['delivered']} events/s (p99 {bridge['p99_ms']} ms), "
                       f"naive {naive['delivered']} events/s (p99 {naive['p99_ms']} ms): "
                       f"{bridge['delivered'] / naive['delivered']:.1f}x")  # fmt: skip
+    if "latency" in results:
+        _table(
+            "latency: the bridge's added p50/p99 (its own minus the producer pipeline's, same step), ms",
+            latency.TABLE_HEADER,
+            latency.table_rows(results["latency"]),
+        )
     if "connections" in results:
         _table(
             "(b) 10,000 idle subscribers, (c) then all reconnect at once with Last-Event-ID",

@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.__main__ import bridge_code
-from bench.local import broker_and_bridge
+from bench.local import broker_and_bridge, paced
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 WARM_UP_SECONDS = 60
@@ -91,19 +91,10 @@ async def churn(port: int, topic: str, totals: Totals, stop_at: float, rng: rand
 
 
 async def produce(bootstrap_servers: str, topic: str, rate: int, stop_at: float) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=10)
-    await producer.start()
-    sent = 0
-    started = time.monotonic()
-    try:
-        while time.monotonic() < stop_at:
-            due = int((time.monotonic() - started) * rate)
-            for _ in range(due - sent):
-                await producer.send(topic, orjson.dumps({"n": sent, "pad": "s" * 300}))
-                sent += 1
-            await asyncio.sleep(0.05)
-    finally:
-        await producer.stop()
+    async def send(producer: AIOKafkaProducer, n: int) -> object:
+        return await producer.send(topic, orjson.dumps({"n": n, "pad": "s" * 300}))
+
+    await paced(bootstrap_servers, rate, stop_at, send)
 
 
 def proc_status(pid: int) -> dict[str, float]:

@@ -24,16 +24,18 @@ workers sharing a port, so no multiprocess mode is needed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from bridge.fanout.channel import Channel, TopicStats
 from bridge.fanout.hub import Hub
+from bridge.fanout.latency import BOUNDS, DeliveryLatency
 from bridge.http.limits import ConnectionLimits
 from bridge.kafka.catchup import CatchUps
 from bridge.kafka.decoding import SchemaTopics
@@ -120,6 +122,7 @@ class BridgeCollector:
         yield subscribers
         yield from self._paths(every_stats)
         yield from self._topics(kafka)
+        yield delivery_latency(hub.latency)
         yield GaugeMetricFamily(
             PREFIX + "rings_memory_bytes",
             "Memory the rings of all topics hold together (events and the records beside them)",
@@ -227,6 +230,21 @@ class BridgeCollector:
             PREFIX + "topic_releases", "Topics unassigned, their ring released, a linger after their last stream",
             value=kafka.releases,
         )  # fmt: skip
+
+
+def delivery_latency(latency: DeliveryLatency) -> Metric:
+    """The stages' bucket counts (fanout/latency.py) as one histogram, cumulative as Prometheus wants."""
+    histogram = HistogramMetricFamily(
+        PREFIX + "delivery_latency_seconds",
+        "Live records' age, from their Kafka timestamp, when fetched by the consumer, published to the "
+        "subscribers' outboxes, and written to the connections the batch woke",
+        labels=["stage"],
+    )
+    bounds = [*map(str, BOUNDS), "+Inf"]
+    for stage, counts in latency.stages.items():
+        cumulative = list(itertools.accumulate(counts.buckets))
+        histogram.add_metric([stage], list(zip(bounds, cumulative, strict=True)), counts.sum_ms / 1000)
+    return histogram
 
 
 class FaultsCollector:

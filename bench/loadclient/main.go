@@ -9,8 +9,9 @@
 // reads latency as receive time minus t. Streams count events by their
 // "\ndata: " lines (every value is one line), measure latency on every
 // -sample'th connection, and with -check verify every id: an event id is a
-// cursor of next offsets per partition, so the sum of its numbers grows by
-// exactly one per record; less is a duplicate, more is a loss.
+// cursor of next offsets per partition (readable or compact, see cursorSum),
+// so the sum of its offsets grows by exactly one per record; less is a
+// duplicate, more is a loss.
 //
 // On SIGUSR1 every stream closes and reconnects at once with its last id as
 // Last-Event-ID (a reconnect storm); SIGTERM or -seconds ends the run.
@@ -96,11 +97,11 @@ func bucket(latency time.Duration) int {
 }
 
 type counters struct {
-	connected, events, heartbeats, bytes, errors, duplicates, lost, resumed atomic.Int64
-	allResumedAt                                                            atomic.Int64 // Unix ns
-	streams                                                                 int64
-	mu                                                                      sync.Mutex
-	latency                                                                 map[int]int64
+	connected, events, heartbeats, bytes, reads, errors, duplicates, lost, resumed atomic.Int64
+	allResumedAt                                                                   atomic.Int64 // Unix ns
+	streams                                                                        int64
+	mu                                                                             sync.Mutex
+	latency                                                                        map[int]int64
 }
 
 func (c *counters) addLatencies(buckets map[int]int64) {
@@ -198,6 +199,7 @@ func (s *conn) once() error {
 		}
 		n, err := response.Body.Read(buf[filled:])
 		if n > 0 {
+			s.c.reads.Add(1) // the cadence at which the server's writes arrive
 			s.c.bytes.Add(int64(n))
 			filled += n
 			end := bytes.LastIndex(buf[:filled], []byte("\n\n"))
@@ -270,15 +272,7 @@ func (s *conn) ids(data []byte) {
 		}
 		start := pos + i + 4
 		end := start + bytes.IndexByte(data[start:], '\n')
-		offsets := data[start:end]
-		if at := bytes.IndexByte(offsets, '@'); at >= 0 {
-			offsets = offsets[:at] // the topic's tag: not an offset
-		}
-		var sum int64
-		for _, part := range bytes.Split(offsets, []byte(".")) {
-			n, _ := strconv.ParseInt(string(part), 10, 64)
-			sum += n
-		}
+		sum := cursorSum(data[start:end])
 		if s.lastSum >= 0 {
 			switch {
 			case sum <= s.lastSum:
@@ -299,12 +293,47 @@ func (s *conn) ids(data []byte) {
 	}
 }
 
+// cursorSum is the sum of an id's offsets, over every topic of the stream
+// (joined by '~'), each topic's cursor in either form (docs/resume.md):
+// readable, offsets joined by '.', or compact, '-', a width digit, a base,
+// '.', then per partition that many base64url digits of offset minus base.
+// A topic's tag ('@' and 4 characters) is not an offset.
+func cursorSum(id []byte) int64 {
+	var sum int64
+	for _, cursor := range bytes.Split(id, []byte("~")) {
+		if at := bytes.IndexByte(cursor, '@'); at >= 0 {
+			cursor = cursor[:at]
+		}
+		if len(cursor) < 2 || cursor[0] != '-' {
+			for _, part := range bytes.Split(cursor, []byte(".")) {
+				n, _ := strconv.ParseInt(string(part), 10, 64)
+				sum += n
+			}
+			continue
+		}
+		width := int(cursor[1] - '0')
+		head, fields, _ := bytes.Cut(cursor[2:], []byte("."))
+		base, _ := strconv.ParseInt(string(head), 10, 64)
+		for i := 0; width > 0 && i+width <= len(fields); i += width {
+			var diff int64
+			for _, digit := range fields[i : i+width] {
+				diff = diff*64 + int64(bytes.IndexByte(base64url, digit))
+			}
+			sum += base + diff
+		}
+	}
+	return sum
+}
+
+var base64url = []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
 type report struct {
 	Time       float64          `json:"time"`
 	Connected  int64            `json:"connected"`
 	Events     int64            `json:"events"`
 	Heartbeats int64            `json:"heartbeats"`
 	Bytes      int64            `json:"bytes"`
+	Reads      int64            `json:"reads"` // reads that returned data, all streams
 	Errors     int64            `json:"errors"`
 	Duplicates int64            `json:"duplicates"`
 	Lost       int64            `json:"lost"`
@@ -357,7 +386,7 @@ func stream(args []string) {
 		c.mu.Unlock()
 		encoder.Encode(report{
 			Time: float64(time.Now().UnixNano()) / 1e9, Connected: c.connected.Load(), Events: c.events.Load(),
-			Heartbeats: c.heartbeats.Load(), Bytes: c.bytes.Load(), Errors: c.errors.Load(),
+			Heartbeats: c.heartbeats.Load(), Bytes: c.bytes.Load(), Reads: c.reads.Load(), Errors: c.errors.Load(),
 			Duplicates: c.duplicates.Load(), Lost: c.lost.Load(), Resumed: c.resumed.Load(),
 			Finished: count, ResumedAll: float64(c.allResumedAt.Load()) / 1e9, Latency: latency, Note: note,
 		})

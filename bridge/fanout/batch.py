@@ -17,14 +17,14 @@ from bridge.wire.formats import Format, ParsedRecord, envelope_event
 ID_START = len(b"id: ")
 
 
+def frame_id(frame: bytes) -> bytes:
+    """A channel frame's id (the id line always comes first)."""
+    return frame[ID_START : frame.index(b"\n")]
+
+
 def raw_body(frame: bytes) -> bytes:
     """A channel frame without its id line (the id line always comes first)."""
     return frame[frame.index(b"\n") + 1 :]
-
-
-def frame_id(frame: bytes) -> bytes:
-    """A channel frame's id: the record's id within its own topic, the channel's position after it."""
-    return frame[ID_START : frame.index(b"\n")]
 
 
 class Batch:

@@ -51,21 +51,20 @@ class Source(Protocol):
 class Behind:
     """Where one subscriber is in the rings of its view."""
 
-    __slots__ = ("cursor", "exact", "seqs", "subscriber", "turn", "view")
+    __slots__ = ("cursor", "seqs", "subscriber", "turn", "view")
 
-    def __init__(self, view: Source, subscriber: Subscriber, seqs: list[int], cursor: list[tuple[int, ...]], *,
-                 exact: bool) -> None:  # fmt: skip
+    def __init__(self, view: Source, subscriber: Subscriber, seqs: list[int], cursor: Sequence[Sequence[int]]) -> None:
         self.view = view
         self.subscriber = subscriber
         self.seqs = seqs  # per channel: the number of the next entry to look at
-        self.cursor = cursor  # per channel: the position of the last event given (the client's last id)
-        # per channel: the cursor is a position of that ring, so the entries from ``seqs`` on are all
-        # past it and their own ids are its ids. Not so for an id another replica issued (views.py).
-        self.exact = [exact] * len(seqs)
+        # per channel: the cursor of the last event given (the client's last id), kept encoded;
+        # the channel's partitions it predates at 0, so that its ids are the channel's frames' ids
+        self.cursor = [cursors.CursorWriter([*own, *[0] * (len(channel.position) - len(own))], tag)
+                       for channel, own, tag in zip(view.channels, cursor, view.tags, strict=True)]  # fmt: skip
         self.turn = 0  # the topic the next chunk starts with: each gets its turn, a busy one cannot starve the rest
 
     def position(self) -> Cursor:
-        return tuple(self.cursor)
+        return tuple(tuple(writer.offsets) for writer in self.cursor)
 
     def next_chunk(self, room: int) -> bytes:
         """The next events, about ``room`` bytes (at least one event); b"" once level
@@ -74,38 +73,33 @@ class Behind:
         count = len(view.channels)
         for index in (*range(self.turn, count), *range(self.turn)):
             channel = view.channels[index]
-            seq, ring = self.seqs[index], channel.ring
+            seq, ring, writer = self.seqs[index], channel.ring, self.cursor[index]
             if seq < ring.first_seq:
                 if frames:  # these first; the next call finds the ring moved on
                     break
                 view.leave_rings(self)
                 return b""
-            head, tail = self._around(index)
+            head, tail = cursors.around(self.cursor, index)  # the other topics do not move meanwhile
             given = 0
+            offsets = writer.offsets
             for entry in ring.since(seq):
                 seq += 1
-                position = entry.position
-                if not self.exact[index]:
-                    own = self.cursor[index]
-                    if entry.offset < cursors.offset_for(own, entry.partition):
-                        continue  # the client had it already
-                    # ids never go back where the client's cursor is ahead of this ring's
-                    merged = tuple(max(o, cursors.offset_for(own, p)) for p, o in enumerate(position))
-                    self.exact[index] = merged == position  # and then stays so: positions only grow
-                    position = merged
-                self.cursor[index] = position
+                partition = entry.partition
+                if partition >= len(offsets):  # a partition added since it fell behind
+                    writer.extend([0] * (partition + 1 - len(offsets)))
+                if entry.offset < offsets[partition]:
+                    continue  # the client had it already (an id another replica issued may be ahead here)
+                own = writer.advance(partition, entry.offset + 1)
                 kept, parsed = view.keeps(entry.record)
                 if not kept:
                     skipped = True
                     continue
                 skipped = False
                 given += 1
-                if view.own_frames and position is entry.position:
+                if view.own_frames and own.encode() == frame_id(entry.frame):
                     frame = entry.frame
                 else:
-                    own_id = frame_id(entry.frame).decode() if position is entry.position else \
-                        cursors.encode(position, view.tags[index])  # fmt: skip
-                    frame = view.event(index, entry.record, head + own_id + tail, parsed, entry)
+                    frame = view.event(index, entry.record, head + own + tail, parsed, entry)
                 frames.append(frame)
                 size += len(frame)
                 if size >= room:
@@ -116,15 +110,7 @@ class Behind:
                 self.turn = (index + 1) % count
                 break
         if skipped:  # the client's last id moves past what the filter skipped
-            frames.append(sse.format_id(cursors.encode_streams(self.cursor, view.tags)))
+            frames.append(sse.format_id(cursors.stream_id(self.cursor)))
         if all(seq == channel.ring.next_seq for seq, channel in zip(self.seqs, view.channels, strict=True)):
             view.join_live(self)
         return b"".join(frames)
-
-    def _around(self, index: int) -> tuple[str, str]:
-        """The id parts of the other topics, which do not move while one topic's entries are given."""
-        tags, cursor, separator = self.view.tags, self.cursor, cursors.TOPIC_SEPARATOR
-        head = cursors.encode_streams(cursor[:index], tags[:index]) + separator if index else ""
-        after = index + 1
-        tail = separator + cursors.encode_streams(cursor[after:], tags[after:]) if after < len(cursor) else ""
-        return head, tail

@@ -82,14 +82,19 @@ class Channel:
         self.topic = topic
         self.tag = tag  # of the topic's Kafka id, in every event id (cursor.py)
         self.deleted = False  # the topic was deleted: its streams end with a deleted event
-        self.position = list(start)
+        self.ids = cursors.CursorWriter(start, tag)  # the position, and its id kept encoded
         self.ring = RingBuffer(start, max_records=ring_records, max_bytes=ring_bytes, budget=budget)
         self.type_header = type_header
         self.views: dict[Listener, None] = {}  # an ordered set
         self.stats = stats if stats is not None else TopicStats()
 
+    @property
+    def position(self) -> list[int]:
+        """The next offset of every partition (changed through ``ids`` only, which keeps it encoded)."""
+        return self.ids.offsets
+
     def add_partitions(self, starts: Sequence[int]) -> None:
-        self.position.extend(starts)
+        self.ids.extend(starts)
         self.ring.add_partitions(starts)
         for view in tuple(self.views):
             view.attach_caught_up()
@@ -105,11 +110,12 @@ class Channel:
     def publish(self, records: Sequence[KafkaRecord]) -> None:
         start, first_seq = tuple(self.position), self.ring.next_seq
         entries = []
+        advance = self.ids.advance
         for record in records:
-            self.position[record.partition] = record.offset + 1
-            position = tuple(self.position)
-            frame = record_event(record, id=cursors.encode(position, self.tag), type_header=self.type_header)
-            entry = Entry(record.partition, record.offset, position, frame, record.timestamp, record)
+            # the id is the position after the record: one field of it rewritten, whatever the partition count
+            id = advance(record.partition, record.offset + 1)
+            frame = record_event(record, id=id, type_header=self.type_header)
+            entry = Entry(record.partition, record.offset, frame, record.timestamp, record)
             entries.append(entry)
             self.ring.append(entry)
         if not entries:

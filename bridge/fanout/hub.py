@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bridge.fanout.channel import Channel, Listener, TopicStats
+from bridge.fanout.latency import DeliveryLatency
 from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.ring import RingBudget
 from bridge.fanout.views import AHEAD_WAIT_SECONDS, Subscription, View
@@ -25,6 +26,7 @@ class Hub:
         self.views: dict[Subscription, View] = {}
         self.stats: dict[str, TopicStats] = {}  # every topic ever read
         self.budget = RingBudget(ring_total_bytes)
+        self.latency = DeliveryLatency()  # of the live records, fetched to written
         self._ahead_wait = ahead_wait
         self._ring_records = ring_records
         self._ring_bytes = ring_bytes

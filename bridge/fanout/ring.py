@@ -28,18 +28,16 @@ from bridge.wire.events import KafkaRecord
 class Entry(NamedTuple):
     partition: int
     offset: int
-    position: tuple[int, ...]  # the channel's cursor after this record
-    frame: bytes  # the encoded event, its id line first
+    frame: bytes  # the encoded event, its id line first (the channel's cursor after this record)
     timestamp_ms: int  # the record's Kafka timestamp
     record: KafkaRecord  # for streams with a filter or another format, which encode their own events
 
 
 # What an entry holds besides the bytes of its event, value, key and headers:
 # the Entry, the ConsumerRecord, their ints and the bytes objects' headers
-# (measured with tracemalloc, see tests/unit/fanout/test_ring.py), a pointer
-# per partition in its position, and each header's tuple, str and bytes.
+# (measured with tracemalloc, see tests/unit/fanout/test_ring.py), and each
+# header's tuple, str and bytes.
 ENTRY_BYTES = 512
-PARTITION_BYTES = 8
 HEADER_BYTES = 150
 
 
@@ -49,7 +47,6 @@ def entry_memory(entry: Entry) -> int:
     headers = record.headers or ()
     return (
         ENTRY_BYTES + len(entry.frame) + len(record.value or b"") + len(record.key or b"")
-        + PARTITION_BYTES * len(entry.position)
         + sum(HEADER_BYTES + len(name) + len(value) for name, value in headers)
     )  # fmt: skip
 

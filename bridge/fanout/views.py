@@ -8,11 +8,13 @@ every view using it, see batch.py), encodes them in its format with ids that
 cover all of its topics, and appends that one chunk to each subscriber: the
 work per batch is per view, never per subscriber.
 
-An id covers every topic of the view (cursor.encode_streams). A live
+An id covers every topic of the view (cursor.stream_id). A live
 subscriber has received everything up to every channel's position, so the
-id of a record is its own channel's position after it, with the other
-channels' current positions around it. Replay and catch-up, which are per
-subscriber anyway, build ids from the subscriber's own positions instead.
+id of a record is its own channel's position after it (in its frame), with
+the other channels' current ids around it. Replay and catch-up, which are per
+subscriber anyway, build ids from the subscriber's own positions instead, in
+cursor writers of their own: along a run of one topic's records only its
+cursor changes, one field of it per record, whatever the partition count.
 
 A subscriber whose next chunk does not fit its outbox is moved off the live
 path, holding its position (behind.py); so is one resuming from an id the
@@ -64,6 +66,7 @@ class View:
         self.subscription = subscription
         self.channels = list(channels)  # in subscription.topics order
         self.tags = tuple(channel.tag for channel in self.channels)
+        self.ids = tuple(channel.ids for channel in self.channels)  # the channels' cursors, kept encoded
         self.subscribers: set[Subscriber] = set()  # live
         self.behind: dict[Subscriber, Behind] = {}  # fed from the rings
         self.ahead_wait = ahead_wait
@@ -107,7 +110,7 @@ class View:
         return tuple(read), notices
 
     def current_id(self) -> str:
-        return cursors.encode_streams([channel.position for channel in self.channels], self.tags)
+        return cursors.stream_id(self.ids)
 
     # -- live ------------------------------------------------------------------
 
@@ -123,8 +126,8 @@ class View:
         elif self.own_frames:
             chunk = batch.frames(selected)
         else:
-            prefix = b"".join(cursors.encode(c.position, c.tag).encode() + b"~" for c in self.channels[:index])
-            suffix = b"".join(b"~" + cursors.encode(c.position, c.tag).encode() for c in self.channels[index + 1 :])
+            before, after = cursors.around(self.ids, index)
+            prefix, suffix = before.encode(), after.encode()
             fmt = self.subscription.format
             chunk = b"".join(b"id: " + prefix + batch.own_id(i) + suffix + b"\n" + batch.body(fmt, i) for i in selected)
         if self._advance_due(batch, selected):
@@ -152,7 +155,7 @@ class View:
         for subscriber in fell:
             subscriber.live_id = None
             subscriber.fell = True
-            self._follow(Behind(self, subscriber, list(seqs), list(cursor), exact=True))
+            self._follow(Behind(self, subscriber, list(seqs), cursor))
         for channel in self.channels:
             channel.stats.fell_behind += len(fell)
 
@@ -276,7 +279,7 @@ class View:
         # Fed from the rings' oldest entries on, each past the cursor (which may be
         # another replica's, ahead of this one in some partitions), then live.
         seqs = [channel.ring.first_seq for channel in self.channels]
-        behind = Behind(self, subscriber, seqs, [tuple(own) for own in cursor], exact=False)
+        behind = Behind(self, subscriber, seqs, cursor)
         if not self.replayable(cursor):  # only after waiting: a ring moved past the cursor meanwhile
             self.leave_rings(behind)
             return

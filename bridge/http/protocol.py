@@ -8,6 +8,18 @@
   ``431`` and the connection closed.
 - **Malformed requests get the bridge's JSON error** instead of uvicorn's plain
   text: ``400 {"error": "bad_http_request", ...}``.
+- **A stream hears of its lost connection without a task of its own.**
+  After a disconnect uvicorn's ``send`` returns silently and only ``receive``
+  tells, so each stream would keep a task waiting in ``receive()``. Instead
+  the protocol offers, as the ASGI scope extension ``CONNECTION_LOST``, a
+  future done when the connection is lost (one per connection, shared by its
+  requests) that the stream awaits beside its writer.
+- **Idle connections stay light.** uvicorn gives each connection a deque for
+  pipelined requests and each request an ``asyncio.Event`` (with a deque of
+  its own) for ``receive()``; deques are the heaviest small objects in
+  CPython, about 2.3 KiB of those two per idle stream. A deque is made only
+  for a request that arrives pipelined, and the request's event is
+  ``MessageEvent``, which holds at most one future.
 - **How much a client has yet to take** is in every request's scope
   (``extensions["bridge.unsent"]``, http/stall.py): the stream's stall watch
   reads it to tell a client that reads slowly from one that reads nothing,
@@ -24,7 +36,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections import deque
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -33,6 +47,7 @@ from bridge.http.stall import UNSENT_EXTENSION, unsent_bytes
 
 MAX_HEAD_BYTES = 16 * 1024
 UNACKED_SECONDS = 30.0
+CONNECTION_LOST = "kafka_sse_bridge.connection_lost"  # scope["extensions"][CONNECTION_LOST]["future"]
 
 
 def _json_response(status_line: bytes, error: str, message: str) -> bytes:
@@ -41,9 +56,53 @@ def _json_response(status_line: bytes, error: str, message: str) -> bytes:
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
+class MessageEvent:
+    """What uvicorn's request cycle uses of an ``asyncio.Event`` (set, clear,
+    is_set, wait: one ``receive()`` waits at a time), without its deque."""
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self) -> bool:
+        if not self._flag:
+            if self._waiter is None or self._waiter.done():
+                self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return True
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    _head_bytes = 0
-    _reading_head = True
+    # The base class keeps its state in a __dict__; ours, at least, takes no entries there.
+    __slots__ = ("_head_bytes", "_lost", "_reading_head")
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_bytes, self._reading_head = 0, True
+        self._lost: asyncio.Future[None] = self.loop.create_future()
+        self.pipeline = ()  # type: ignore[assignment]  # falsy and shared: a deque once a request is pipelined
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope.setdefault("extensions", {})[CONNECTION_LOST] = {"future": self._lost}
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
@@ -58,9 +117,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        before = self.cycle
+        if before is not None and not before.response_complete and not self.pipeline:
+            self.pipeline = deque()  # this request came while the last one is answered: uvicorn queues it
         extension: dict[object, object] = {"unsent": unsent_bytes(self.transport), "abort": self.transport.abort}
         self.scope.setdefault("extensions", {})[UNSENT_EXTENSION] = extension
         super().on_headers_complete()
+        if self.cycle is not before:  # a new request (not an upgrade): its cycle's event, before anyone waits
+            self.cycle.message_event = MessageEvent()  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._reading_head, self._head_bytes = True, 0  # a keep-alive connection's next request

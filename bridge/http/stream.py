@@ -1,11 +1,13 @@
 """One SSE connection, as an ASGI response.
 
-A connection is a race of two small tasks, the first to finish ends it:
-
-- the writer takes whatever the subscriber's outbox holds and writes it in
-  one ``send``, or a heartbeat comment after ``heartbeat`` idle seconds;
-- the listener waits for the client to go away (``http.disconnect``; after a
-  disconnect uvicorn's ``send`` returns silently, only ``receive`` tells).
+A connection has one small task beside the one uvicorn runs the response
+in, its writer: it takes whatever the subscriber's outbox holds and writes it
+in one ``send``, or a heartbeat comment after ``heartbeat`` idle seconds. The
+response waits for the first of: the writer failing, the subscriber closed,
+or the client gone. That last is a future the bridge's protocol offers in the
+scope (protocol.CONNECTION_LOST), so no task waits in ``receive()`` for
+``http.disconnect`` (after a disconnect uvicorn's ``send`` returns silently,
+only ``receive`` tells); under another server a listener task does.
 
 A client that resumes from further back than the ring has a third task, its
 catch-up, until it is back in its view; so has one that fell behind the live
@@ -39,6 +41,7 @@ from starlette.types import Message, Receive, Scope, Send
 from bridge.fanout.channel import Resume
 from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.views import View
+from bridge.http.protocol import CONNECTION_LOST
 from bridge.http.stall import StallWatch, scope_abort, scope_unsent
 from bridge.kafka.catchup import CatchUps, Since
 from bridge.wire import sse
@@ -114,7 +117,8 @@ class EventStream(Response):
             stats.streams_opened += 1
             if resume is not None:
                 stats.resumes[resume] += 1
-        writer = listener = expiry = None
+        writer = expiry = None
+        lost = _connection_lost(scope, receive)
         if self.expires_at is not None:
             expiry = asyncio.get_running_loop().call_later(
                 self.expires_at - time.time(), subscriber.close, CloseReason.TOKEN_EXPIRED
@@ -123,9 +127,8 @@ class EventStream(Response):
             await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
             await self._send(send, {"type": "http.response.body", "body": self.preamble, "more_body": True})
             writer = asyncio.create_task(self._write(send, subscriber))
-            listener = asyncio.create_task(_wait_for_disconnect(receive))
-            await asyncio.wait((writer, listener, subscriber.closed), return_when=asyncio.FIRST_COMPLETED)
-            if listener.done():
+            await asyncio.wait((writer, lost, subscriber.closed), return_when=asyncio.FIRST_COMPLETED)
+            if lost.done():
                 subscriber.close(CloseReason.CLIENT_LEFT)
             elif writer.done() and not subscriber.closed.done():
                 writer.result()  # the writer ends by itself only by failing: let that surface
@@ -136,6 +139,7 @@ class EventStream(Response):
                 expiry.cancel()
             self._watch.stop()
             view.unsubscribe(subscriber)
+            listener = lost if isinstance(lost, asyncio.Task) else None  # the protocol's future is the connection's
             for task in (writer, listener, *catchups):
                 if task is not None:
                     task.cancel()
@@ -188,6 +192,15 @@ class EventStream(Response):
             # An OSError, or the writer cancelled mid-send: the hub cut a slow client stuck on a full TCP window.
             self.stats.send_failures += 1
             raise
+
+
+def _connection_lost(scope: Scope, receive: Receive) -> asyncio.Future[None]:
+    """Done once the client is gone: the protocol's future, or else a task listening for ``http.disconnect``."""
+    offered = scope.get("extensions", {}).get(CONNECTION_LOST)
+    if offered is not None:
+        lost: asyncio.Future[None] = offered["future"]
+        return lost
+    return asyncio.create_task(_wait_for_disconnect(receive))
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

@@ -46,6 +46,7 @@ from aiokafka.errors import OffsetOutOfRangeError
 
 from bridge.config import Settings
 from bridge.fanout.channel import Channel, Resume
+from bridge.fanout.latency import DeliveryLatency
 from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.views import View
 from bridge.kafka.decoding import SchemaTopics
@@ -97,7 +98,7 @@ class CatchUps:
         self._kafka = kafka  # client.client_options: brokers, SASL, TLS
         self._isolation_level = settings.isolation_level  # as the live reader's: the same records
         # without: as the settings say (no --schema-topics, no decoding)
-        self._schemas = schemas or SchemaTopics(settings, SchemaRegistry(settings))
+        self._schemas = schemas or SchemaTopics(settings, SchemaRegistry(settings), DeliveryLatency())
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot
@@ -242,12 +243,13 @@ class _Reader:
         frames: list[bytes] = []
         skipped = False
         view = self.view
+        # Encoded once per batch; along a record's ids only its own partition's field changes.
+        writers = [cursors.CursorWriter(own, tag) for own, tag in zip(self.cursor(), view.tags, strict=True)]
         for tp, records in batch.items():
             index, partition = self.index[tp.topic], tp.partition
-            channel, position = view.channels[index], self.positions[index]
+            channel, position, writer = view.channels[index], self.positions[index], writers[index]
             live = channel.position[partition]
-            # Only this partition's offset changes along its records: the rest of each id is encoded once.
-            before, after = cursors.encode_around(self.cursor(), view.tags, index, partition)
+            before, after = cursors.around(writers, index)
             events = 0
             for record in records:
                 if record.offset >= live:
@@ -255,12 +257,13 @@ class _Reader:
                     self.consumer.seek(tp, position[partition])
                     break
                 position[partition] = record.offset + 1
+                own = writer.advance(partition, record.offset + 1)
                 kept, parsed = view.keeps(record)
                 if not kept:
                     skipped = True
                     continue
                 events += 1
-                frames.append(view.event(index, record, f"{before}{record.offset + 1}{after}", parsed))
+                frames.append(view.event(index, record, before + own + after, parsed))
             channel.stats.events_delivered += events
         return frames, skipped
 

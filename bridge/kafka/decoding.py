@@ -20,22 +20,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from bridge.config import Settings
 from bridge.fanout.channel import Channel
+from bridge.fanout.latency import DeliveryLatency
 from bridge.kafka.registry import SchemaRegistry
 from bridge.wire.decoded import DecodedRecord, Undecodable
 from bridge.wire.events import KafkaRecord
-from bridge.wire.schemas import Schema, decode_record, schema_ids
+from bridge.wire.schemas import Lookup, Schema, decode_record, schema_ids
 
 logger = logging.getLogger("bridge.decoding")
 
 
+class _NotInMemory(Exception):
+    """A schema of the batch must be fetched: the batch waits in its topic's queue."""
+
+
 class SchemaTopics:
-    def __init__(self, settings: Settings, registry: SchemaRegistry) -> None:
+    def __init__(self, settings: Settings, registry: SchemaRegistry, latency: DeliveryLatency) -> None:
         self._settings = settings
         self.registry = registry
+        self._latency = latency  # the hub's: every live batch is published here
         self._queues: dict[str, deque[Sequence[KafkaRecord]]] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self.undecodable: dict[tuple[str, str], int] = {}  # (topic, reason) → records, for the metrics
@@ -52,13 +58,16 @@ class SchemaTopics:
         """``channel.publish(records)``, decoded first for a schema topic; never awaits."""
         topic = channel.topic
         if not self.applies(topic):
-            channel.publish(records)
+            self._publish(channel, records)
             return
         queue = self._queues.get(topic)
         if queue is None:
-            schemas = self.registry.known(schema_ids(records))
-            if schemas is not None:
-                channel.publish(self._decode(topic, records, schemas))
+            try:  # the usual case: every schema is in memory, found as each record is decoded
+                decoded = self._decode(topic, records, self._in_memory)
+            except _NotInMemory:
+                pass
+            else:
+                self._publish(channel, decoded)
                 return
             queue = self._queues[topic] = deque()
             drain = asyncio.create_task(self._drain(channel, queue), name=f"schema-topic-{topic}")
@@ -74,10 +83,14 @@ class SchemaTopics:
                 # A reassignment seeks the reader back to the channel's position, which is
                 # behind this queue: what it read again is here already.
                 fresh = [r for r in records if r.offset >= channel.position[r.partition]]
-                channel.publish(self._decode(channel.topic, fresh, schemas))
+                self._publish(channel, self._decode(channel.topic, fresh, schemas.__getitem__))
                 queue.popleft()
         finally:
             del self._queues[channel.topic]
+
+    def _publish(self, channel: Channel, records: Sequence[KafkaRecord]) -> None:
+        channel.publish(records)
+        self._latency.published(records)
 
     async def decode(self, topic: str, records: Sequence[KafkaRecord]) -> Sequence[KafkaRecord]:
         """``records`` as a catch-up serves them: decoded for a schema topic."""
@@ -85,12 +98,17 @@ class SchemaTopics:
             return records
         ids = schema_ids(records)
         schemas = self.registry.known(ids) or await self.registry.resolve(ids)
-        return self._decode(topic, records, schemas)
+        return self._decode(topic, records, schemas.__getitem__)
 
-    def _decode(
-        self, topic: str, records: Sequence[KafkaRecord], schemas: Mapping[int, Schema | Undecodable]
-    ) -> list[DecodedRecord]:
-        decoded = [decode_record(record, schemas.__getitem__) for record in records]
+    def _in_memory(self, schema_id: int) -> Schema | Undecodable:
+        found = self.registry.in_memory(schema_id)
+        if found is None:
+            raise _NotInMemory
+        return found
+
+    def _decode(self, topic: str, records: Sequence[KafkaRecord], lookup: Lookup) -> list[DecodedRecord]:
+        """``records`` decoded; the undecodable ones counted (once all are decoded: a lookup may raise)."""
+        decoded = [decode_record(record, lookup) for record in records]
         for record in decoded:
             if record.undecodable is not None:
                 key = (topic, record.undecodable.reason.value)

@@ -135,11 +135,15 @@ class SchemaRegistry:
         if self._client is not None:
             await self._client.aclose()
 
+    def in_memory(self, schema_id: int) -> Schema | Undecodable | None:
+        """The schema of ``schema_id``, or why there is none, when that is known without a fetch."""
+        return self._schemas.get(schema_id) or self._recent_failure(schema_id)
+
     def known(self, ids: Iterable[int]) -> dict[int, Schema | Undecodable] | None:
         """Every one of ``ids`` from memory, or None when one must be fetched."""
         found: dict[int, Schema | Undecodable] = {}
         for schema_id in ids:
-            schema = self._schemas.get(schema_id) or self._recent_failure(schema_id)
+            schema = self.in_memory(schema_id)
             if schema is None:
                 return None
             found[schema_id] = schema

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
@@ -200,11 +201,13 @@ class KafkaSource:
             by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
             for partition, records in batch.items():
                 by_topic[partition.topic].extend(records)
+            fetched = time.time()
             for topic, records in by_topic.items():
                 channel = self._hub.channels.get(topic)
                 if channel is None:  # fetched before its topic was deleted: not the channel's any more
                     continue
                 channel.stats.records_consumed += len(records)
+                self._hub.latency.observe("fetched", records, fetched)
                 self._schemas.publish(channel, records)
             self._pause_waiting()
 

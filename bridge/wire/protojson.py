@@ -7,13 +7,14 @@ FileDescriptorProtos, used as they are. Each schema gets a pool of
 descriptors of its own, so two schemas may define the same names differently. The message indexes of each payload
 pick its message.
 
-JSON is the proto3 JSON mapping (google.protobuf.json_format), with two
-choices: field names as written in the .proto (not lowerCamelCase), and
-fields at their default value written too, so every message of one type
-has the same fields. As the mapping says, 64-bit integers are strings (a
-browser's numbers hold 53 bits), bytes base64, enums their names,
-Timestamp and Duration RFC 3339 and ``"1.5s"`` strings, wrappers their
-value, Struct and Value the JSON they hold, Any an object with ``@type``.
+JSON is the proto3 JSON mapping (google.protobuf.json_format's, written by
+the per-type writers of protowriter.py), with two choices: field names as
+written in the .proto (not lowerCamelCase), and fields at their default
+value written too, so every message of one type has the same fields. As
+the mapping says, 64-bit integers are strings (a browser's numbers hold 53
+bits), bytes base64, enums their names, Timestamp and Duration RFC 3339 and
+``"1.5s"`` strings, wrappers their value, Struct and Value the JSON they
+hold, Any an object with ``@type``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from __future__ import annotations
 import base64
 import binascii
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import orjson
 
@@ -48,6 +49,7 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from grpc_tools import protoc
 
+from bridge.wire.protowriter import Writer, Writers
 from bridge.wire.registryformat import PayloadError, message_indexes
 
 MAIN_FILE = "schema.proto"  # the name the schema's own text is compiled under
@@ -131,6 +133,9 @@ def _compile(sources: Mapping[str, str], given: FileProtos) -> dict[str, descrip
     return {file.name: file for file in compiled.file}
 
 
+Parse = Callable[[memoryview], Message]
+
+
 class ProtobufSchema:
     kind = "PROTOBUF"
 
@@ -146,30 +151,33 @@ class ProtobufSchema:
         # In the file's order: the message indexes count in it.
         prefix = f"{main.package}." if main.package else ""
         self._top = [self._pool.FindMessageTypeByName(prefix + message.name) for message in main.message_type]
-        self._classes: dict[tuple[int, ...], type[Message]] = {}
+        self._writers = Writers(self._pool)
+        self._readers: dict[tuple[int, ...], tuple[Parse, Writer]] = {}
 
-    def _message_class(self, indexes: tuple[int, ...]) -> type[Message]:
-        found = self._classes.get(indexes)
-        if found is None:
-            messages: list[Descriptor] = self._top
-            descriptor: Descriptor | None = None
-            for index in indexes:
-                if index >= len(messages):
-                    raise PayloadError(f"message indexes {list(indexes)} name no message of the schema")
-                descriptor = messages[index]
-                messages = list(descriptor.nested_types)
-            assert descriptor is not None  # message_indexes returns at least one
-            found = self._classes[indexes] = message_factory.GetMessageClass(descriptor)
+    def _reader(self, indexes: tuple[int, ...]) -> tuple[Parse, Writer]:
+        """The parser and the JSON writer of the message the indexes name."""
+        messages: list[Descriptor] = self._top
+        descriptor: Descriptor | None = None
+        for index in indexes:
+            if index >= len(messages):
+                raise PayloadError(f"message indexes {list(indexes)} name no message of the schema")
+            descriptor = messages[index]
+            messages = list(descriptor.nested_types)
+        assert descriptor is not None  # message_indexes returns at least one
+        # FromString reads any buffer, a memoryview too (no copy), though the stubs say bytes
+        parse = cast(Parse, message_factory.GetMessageClass(descriptor).FromString)
+        found = self._readers[indexes] = parse, self._writers.of(descriptor)
         return found
 
     def decode(self, payload: memoryview) -> bytes:
-        indexes, body = message_indexes(payload)
+        if payload and payload[0] == 0:  # the short form of [0], the file's first message: most records
+            indexes: tuple[int, ...] = (0,)
+            body = payload[1:]
+        else:
+            indexes, body = message_indexes(payload)
+        parse, write = self._readers.get(indexes) or self._reader(indexes)
         try:
-            message = self._message_class(indexes).FromString(body.tobytes())
-            document: Any = json_format.MessageToDict(
-                message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
-                descriptor_pool=self._pool,
-            )  # fmt: skip
+            document = write(parse(body))
         except (DecodeError, json_format.Error, TypeError, ValueError) as error:
             # TypeError, json_format.Error: an Any whose type the schema does not know, a bad Timestamp
             raise PayloadError(f"not Protobuf of this schema: {error}") from None

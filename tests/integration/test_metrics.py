@@ -4,6 +4,7 @@ dashboard reads them."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -69,6 +70,27 @@ async def test_delivery_subscribers_ring_and_lag(bridge: BridgeProcess, cluster:
         assert metrics.value("streams_closed_total", topic=topic, reason=reason) == 0
     assert metrics.value("send_failures_total") == 0
     assert any(s.name == "process_resident_memory_bytes" for s in metrics.samples)
+
+
+async def test_delivery_latency_by_stage(bridge: BridgeProcess, cluster: Cluster, topic: str) -> None:
+    """Every live record once per stage, its age taken from its Kafka timestamp."""
+    async with open_stream(bridge.url, topic) as client:
+        await cluster.produce(topic, [b"fresh"] * 20)
+        # stamped a minute ago by its producer: past the last bound of every stage
+        await cluster.produce(topic, [b"stale"] * 10, timestamp_ms=int((time.time() - 60) * 1000))
+        await client.events(30)
+        metrics = await eventually(bridge, lambda m: m.value("delivery_latency_seconds_count", stage="written") == 30)
+    sums = []
+    for stage in ("fetched", "published", "written"):
+        assert metrics.value("delivery_latency_seconds_count", stage=stage) == 30
+        assert metrics.value("delivery_latency_seconds_bucket", stage=stage, le="+Inf") == 30
+        assert metrics.value("delivery_latency_seconds_bucket", stage=stage, le="30.0") == 20
+        assert metrics.value("delivery_latency_seconds_bucket", stage=stage, le="5.0") == 20
+        total = metrics.value("delivery_latency_seconds_sum", stage=stage)
+        assert total is not None
+        assert 10 * 60 <= total < 10 * 60 + 20 * 5 + 10
+        sums.append(total)
+    assert sums == sorted(sums)  # each stage comes after the one before
 
 
 async def test_resumes_are_counted_by_kind(start_bridge: StartBridge, cluster: Cluster, topic: str) -> None:

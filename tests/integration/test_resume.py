@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from bridge.kafka.local import LocalKafka
 from bridge.wire import cursor as cursors
 from tests.support.bridgeproc import BridgeProcess, dechunk, open_stream, untagged
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, unique_topic
 from tests.support.scrape import eventually
 from tests.support.sseparse import Event, Parser
 
@@ -90,6 +90,46 @@ async def test_catch_up_from_kafka_hands_over_to_live_without_gap_or_duplicate(
     ids = [cursors.parse(event.id) for event in events]
     assert all(a <= b for earlier, later in itertools.pairwise(ids) for a, b in zip(earlier, later, strict=True))
     assert ids[-1] == (300, 300, 300)
+
+
+async def test_a_wide_topic_resumes_exactly_from_compact_ids_and_from_readable_ones(
+    start_bridge: StartBridge, cluster: Cluster
+) -> None:
+    """256 partitions: ids are compact; resuming from one, from the ring or
+    from Kafka, gives exactly the records after it, each id exactly the cursor
+    after its record, and so does the same cursor in the readable form of
+    earlier versions, with or without its tag."""
+    wide = Topic(cluster, await cluster.create_topic(unique_topic("wide"), partitions=256), partitions=256)
+    bridge: BridgeProcess = await start_bridge(ring_records="200")
+    await bridge.wait_for_topic(wide.name, 256)
+    async with httpx.AsyncClient(base_url=bridge.url) as http:
+        # The first stream reads the end offsets of 256 partitions just created, which may take
+        # Kafka longer than a stream waits (503, "Retry-After: 2"): retried, as a browser would.
+        for _ in range(10):
+            async with http.stream("GET", f"/sse/{wide.name}") as response:
+                if response.status_code == 200:
+                    break
+            await asyncio.sleep(2)
+    async with open_stream(bridge.url, wide.name) as live:  # live: the ring keeps the last 200 records
+        await wide.produce(1280)  # 5 per partition, round the partitions
+        events = await live.events(1280, timeout=60)
+        assert wide.grouped(events) == wide.after((0,))
+        assert all(event.id.startswith(cursors.COMPACT) for event in events)
+        assert len(events[-1].id) <= 4 * 256
+        assert cursors.parse(events[-1].id) == (5,) * 256
+        for cut in (1200, 100):  # from the ring, from Kafka
+            cursor, tag = cursors.parse_tagged(events[cut - 1].id)
+            readable = ".".join(map(str, cursor))
+            for last_event_id in (events[cut - 1].id, readable, f"{readable}@{tag}"):
+                async with open_stream(bridge.url, wide.name, last_event_id=last_event_id) as client:
+                    resumed = await client.events(1280 - cut, timeout=60)
+                assert wide.grouped(resumed) == wide.after(cursor), (cut, last_event_id[:20])
+                position = list(cursor)
+                for event in resumed:
+                    position[wide.partition_of(event.data)] += 1
+                    assert cursors.parse(event.id) == tuple(position)
+    await eventually(bridge, lambda m: [m.value("resumes_total", topic=wide.name, kind=kind)
+                                        for kind in ("ring", "kafka")] == [3, 3])  # fmt: skip
 
 
 async def test_catch_ups_beyond_the_bound_wait_their_turn(

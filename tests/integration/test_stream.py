@@ -174,7 +174,8 @@ async def test_unknown_internal_and_malformed_requests_get_json_errors(bridge: B
             response = await client.get(path)
             assert response.status_code == 404, path
             assert response.json()["error"] == "unknown_topic"
-        for bad in ("abc", "1.-2.3", "1..2", "1.2.", "\u0661.2.3", "9" * 30, "1" * 9000):
+        compact = ("-", "-3100.AA", "-0100.A", "-301.AAA", "-3100.AA=", "-1" + str(2**63) + ".A", "-3100.AAA@Zk3")
+        for bad in ("abc", "1.-2.3", "1..2", "1.2.", "\u0661.2.3", "9" * 30, "1" * 9000, *compact):
             by_header = await client.get(f"/sse/{topic}", headers={b"Last-Event-ID": bad.encode()})
             by_query = await client.get(f"/sse/{topic}", params={"lastEventId": bad})
             for response in (by_header, by_query):

@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge import demo
 from bridge.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from bridge.kafka.local import LocalKafka
+from bridge.kafka.localregistry import LocalRegistry
 from tests.ops import nginxproc
 from tests.ops.nginxproc import Nginx, running_nginx
 from tests.ops.replicas import serving_replica, until
@@ -83,6 +84,18 @@ METRICS: dict[str, frozenset[str]] = {
     "kafka_sse_bridge_topic_releases_total": frozenset(),
     "kafka_sse_bridge_rings_memory_bytes": frozenset(),
     "kafka_sse_bridge_rings_memory_budget_bytes": frozenset(),
+    "kafka_sse_bridge_delivery_latency_seconds_bucket": frozenset({"stage", "le"}),
+    "kafka_sse_bridge_delivery_latency_seconds_count": frozenset({"stage"}),
+    "kafka_sse_bridge_delivery_latency_seconds_sum": frozenset({"stage"}),
+}
+# What a bridge with --schema-registry-url exports besides (docs/schemas.md)
+SCHEMA_METRICS: dict[str, frozenset[str]] = {
+    "kafka_sse_bridge_schema_registry_reachable": frozenset(),
+    "kafka_sse_bridge_schemas_cached": frozenset(),
+    "kafka_sse_bridge_schema_fetches_total": frozenset(),
+    "kafka_sse_bridge_schema_fetch_seconds_total": frozenset(),
+    "kafka_sse_bridge_schema_fetch_errors_total": frozenset({"reason"}),
+    "kafka_sse_bridge_undecodable_records_total": frozenset({"topic", "reason"}),
 }
 TARGET_LABELS = frozenset({"instance", "job"})  # Prometheus adds these to every scraped series
 # After its graceful shutdown on SIGTERM uvicorn raises the signal again: a container exits with 143.
@@ -308,18 +321,21 @@ def test_the_dashboard_queries_only_metrics_and_labels_the_bridge_exports() -> N
     dashboard = json.loads(DASHBOARD.read_text())
     queries = list(dashboard_queries(dashboard))
     assert len(queries) >= 10
+    known = METRICS | SCHEMA_METRICS
     used: set[str] = set()
     for expr in queries:
         metrics = re.findall(r"kafka_sse_bridge_[a-z_]+", expr)
         assert metrics, f"a query on no metric of the bridge: {expr}"
-        unknown = set(metrics) - METRICS.keys()
+        unknown = set(metrics) - known.keys()
         assert not unknown, f"{expr}: {sorted(unknown)} are not metrics of the bridge"
-        labels = set().union(*(METRICS[name] for name in metrics)) | TARGET_LABELS
+        labels = set().union(*(known[name] for name in metrics)) | TARGET_LABELS
         assert labels_in(expr) <= labels, f"{expr}: labels {sorted(labels_in(expr) - labels)} do not exist"
         used.update(metrics)
     wanted = {"subscribers", "events_delivered_total", "delivered_bytes_total", "consumer_lag_records",
-              "resumes_total", "streams_closed_total", "catchups_in_progress", "kafka_connected"}  # fmt: skip
+              "resumes_total", "streams_closed_total", "catchups_in_progress", "kafka_connected",
+              "delivery_latency_seconds_bucket"}  # fmt: skip
     assert {f"kafka_sse_bridge_{name}" for name in wanted} <= used
+    assert SCHEMA_METRICS.keys() <= used, "the Schema Registry row shows every metric of the registry"
 
 
 async def exported_metrics(bridge: BridgeProcess) -> dict[str, set[frozenset[str]]]:
@@ -337,6 +353,21 @@ async def exported_metrics(bridge: BridgeProcess) -> dict[str, set[frozenset[str
     return exported
 
 
+async def exports_within(bridge: BridgeProcess, wanted: dict[str, frozenset[str]], seconds: float = 10) -> None:
+    """Every metric of ``wanted`` is served at /metrics with its labels, within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        exported = await exported_metrics(bridge)
+        missing = sorted(name for name in wanted if not exported.get(name))
+        if not missing:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"GET /metrics has no series of {missing}")
+        await asyncio.sleep(0.2)
+    for name, labels in wanted.items():
+        assert exported[name] == {labels}, f"{name}: label sets {exported[name]}, expected {{{sorted(labels)}}}"
+
+
 async def test_a_running_bridge_exports_every_metric_of_the_list_with_its_labels(
     bridge: BridgeProcess, cluster: Cluster, topic: str
 ) -> None:
@@ -345,17 +376,19 @@ async def test_a_running_bridge_exports_every_metric_of_the_list_with_its_labels
     await cluster.produce(topic, [b"one", b"two", b"three"])
     async with open_stream(bridge.url, topic, last_event_id="0.0.0") as client:
         await client.events(3)
-        deadline = time.monotonic() + 10
-        while True:
-            exported = await exported_metrics(bridge)
-            missing = sorted(name for name in METRICS if not exported.get(name))
-            if not missing:
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"GET /metrics has no series of {missing}")
-            await asyncio.sleep(0.2)
-    for name, labels in METRICS.items():
-        assert exported[name] == {labels}, f"{name}: label sets {exported[name]}, expected {{{sorted(labels)}}}"
+        await exports_within(bridge, METRICS)
+
+
+async def test_a_bridge_with_a_registry_exports_every_schema_metric_with_its_labels(
+    start_bridge: StartBridge, schema_registry: LocalRegistry, cluster: Cluster, topic: str
+) -> None:
+    """The Schema Registry row's metrics, after a record whose schema id the registry does not know."""
+    bridge: BridgeProcess = await start_bridge(schema_registry_url=schema_registry.url, schema_topics=topic)
+    await bridge.wait_for_topic(topic, 3)
+    async with open_stream(bridge.url, topic) as client:
+        await cluster.produce(topic, [b"\x00\x7f\xff\xff\xf0payload"])
+        assert (await client.next_event()).type == "undecodable"
+        await exports_within(bridge, SCHEMA_METRICS)
 
 
 def test_grafana_provisioning_matches_the_compose_mounts_and_the_dashboard() -> None:

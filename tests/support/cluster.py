@@ -77,9 +77,11 @@ class Cluster:
         compression: str | None = None,
         headers: Sequence[tuple[str, bytes]] = (),
         keys: Sequence[bytes] | None = None,
+        timestamp_ms: int | None = None,
     ) -> list[tuple[int, int]]:
         """Send values (round robin over ``partitions`` unless ``partition_of``
-        says), wait for every ack, return each record's (partition, offset)."""
+        says), wait for every ack, return each record's (partition, offset).
+        ``timestamp_ms``: every record's CreateTime (default: now)."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, compression_type=compression,
                                     linger_ms=5, max_request_size=8 * 1024 * 1024)  # fmt: skip
         await producer.start()
@@ -89,7 +91,14 @@ class Cluster:
                 partition = partition_of[index] if partition_of is not None else index % partitions
                 key = keys[index] if keys is not None else str(index).encode()  # tombstones need a key
                 futures.append(
-                    await producer.send(topic, value, key=key, partition=partition, headers=list(headers) or None)
+                    await producer.send(
+                        topic,
+                        value,
+                        key=key,
+                        partition=partition,
+                        headers=list(headers) or None,
+                        timestamp_ms=timestamp_ms,
+                    )
                 )
             await producer.flush()
             return [((metadata := await future).partition, metadata.offset) for future in futures]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +36,24 @@ def generated_protos() -> ModuleType:
         assert protoc.main(["protoc", f"-I{PROTOS}", f"-I{well_known}", f"--python_out={out}", *files]) == 0
         sys.path.insert(0, out)
     return importlib.import_module("bridgetest_shop_pb2")
+
+
+def shop_order() -> Any:
+    """An Order with every field set: each kind the JSON mapping names (SHOP_JSON in test_schemas.py)."""
+    shop = generated_protos()
+    money = importlib.import_module("bridgetest_money_pb2")
+    order = shop.Order(id="o-1", i32=-7, i64=-(2**62), u64=2**64 - 1, s64=-3, f64=2**63, flag=True, ratio=0.5,
+                       amount=19.99, blob=b"\x00\xfe", status=shop.Order.STATUS_PAID, tags=["a", "b"])  # fmt: skip
+    order.lines.add(sku="X", quantity=2)
+    order.counts["k"] = 4
+    order.cash.CopyFrom(money.Money(currency="EUR", units=12))
+    order.at.FromDatetime(datetime(2026, 12, 2, 6, 30, 0, 250000))
+    order.took.FromMilliseconds(1500)
+    order.extra.update({"n": 1, "list": ["x", None, True]})
+    order.note.value = "hi"
+    order.big.value = 2**60
+    order.detail.Pack(money.Money(currency="USD", units=1))
+    return order
 
 
 class Serializers:

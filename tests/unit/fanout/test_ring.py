@@ -11,16 +11,16 @@ from bridge.wire.events import record_event
 from tests.support.records import Record
 
 
-def entry(partition: int, offset: int, position: tuple[int, ...], timestamp_ms: int = 0) -> Entry:
+def entry(partition: int, offset: int, timestamp_ms: int = 0) -> Entry:
     frame = f"{partition}:{offset}".encode()
-    return Entry(partition, offset, position, frame, timestamp_ms, Record(partition, offset, frame))
+    return Entry(partition, offset, frame, timestamp_ms, Record(partition, offset, frame))
 
 
 def filled(max_records: int = 4, max_bytes: int = 1000) -> RingBuffer:
     """Partitions 0 and 1 start at 10 and 20; six records interleaved."""
     ring = RingBuffer([10, 20], max_records=max_records, max_bytes=max_bytes, budget=RingBudget(1 << 30))
-    for record in [entry(0, 10, (11, 20)), entry(1, 20, (11, 21)), entry(0, 11, (12, 21)),
-                   entry(1, 21, (12, 22)), entry(1, 22, (12, 23)), entry(0, 12, (13, 23))]:  # fmt: skip
+    for record in [entry(0, 10), entry(1, 20), entry(0, 11),
+                   entry(1, 21), entry(1, 22), entry(0, 12)]:  # fmt: skip
         ring.append(record)
     return ring
 
@@ -57,7 +57,7 @@ def test_entries_are_numbered_and_read_from_a_number() -> None:
 def test_numbers_survive_the_compaction_of_evicted_entries() -> None:
     ring = RingBuffer([0], max_records=3, max_bytes=1 << 20, budget=RingBudget(1 << 30))
     for offset in range(5000):  # several compactions of the list
-        ring.append(entry(0, offset, (offset + 1,)))
+        ring.append(entry(0, offset))
     assert (ring.first_seq, ring.next_seq) == (4997, 5000)
     assert [e.offset for e in ring.since(4998)] == [4998, 4999]
     assert [e.offset for e in ring.newest(5)] == [4999, 4998, 4997]
@@ -66,7 +66,7 @@ def test_numbers_survive_the_compaction_of_evicted_entries() -> None:
 
 def test_zero_capacity_ring_covers_only_the_live_position() -> None:
     ring = RingBuffer([5], max_records=0, max_bytes=0, budget=RingBudget(1 << 30))
-    ring.append(entry(0, 5, (6,)))
+    ring.append(entry(0, 5))
     assert len(ring) == 0
     assert ring.first_seq == ring.next_seq == 1
     assert ring.uncovered((6,)) == []
@@ -82,13 +82,13 @@ def test_partitions_added_later_start_where_told() -> None:
 def test_span_is_newest_minus_oldest_timestamp_of_what_is_kept() -> None:
     ring = RingBuffer([0, 0], max_records=2, max_bytes=1000, budget=RingBudget(1 << 30))
     assert ring.span_ms == 0
-    ring.append(entry(0, 0, (1, 0), timestamp_ms=1000))
+    ring.append(entry(0, 0, timestamp_ms=1000))
     assert ring.span_ms == 0
-    ring.append(entry(1, 0, (1, 1), timestamp_ms=1500))
+    ring.append(entry(1, 0, timestamp_ms=1500))
     assert ring.span_ms == 500
-    ring.append(entry(0, 1, (2, 1), timestamp_ms=4000))  # evicts the record of 1000
+    ring.append(entry(0, 1, timestamp_ms=4000))  # evicts the record of 1000
     assert ring.span_ms == 2500
-    ring.append(entry(1, 1, (2, 2), timestamp_ms=3000))  # a producer whose clock is behind
+    ring.append(entry(1, 1, timestamp_ms=3000))  # a producer whose clock is behind
     assert ring.span_ms == 0
 
 
@@ -100,15 +100,15 @@ def test_rings_share_one_budget_and_the_least_recently_watched_gives_up_first() 
     budget.watched(recent, now=False)
     for ring in (watched, old, recent):
         for offset in range(3):
-            ring.append(entry(0, offset, (offset + 1,)))
-    per_entry = entry_memory(entry(0, 0, (1,)))
+            ring.append(entry(0, offset))
+    per_entry = entry_memory(entry(0, 0))
     assert budget.used == 9 * per_entry == sum(ring.memory_bytes for ring in (old, recent, watched))
     budget.max_bytes = 8 * per_entry
-    watched.append(entry(0, 3, (4,)))  # two over: the ring watched least recently gives up its two oldest
+    watched.append(entry(0, 3))  # two over: the ring watched least recently gives up its two oldest
     assert (len(old), len(recent), len(watched)) == (1, 3, 4)
     assert old.start == [2]
     budget.max_bytes = 4 * per_entry
-    recent.append(entry(0, 3, (4,)))  # then the other unwatched ones, the watched ones last
+    recent.append(entry(0, 3))  # then the other unwatched ones, the watched ones last
     assert (len(old), len(recent), len(watched)) == (0, 0, 4)
     assert budget.used == 4 * per_entry
     budget.leave(watched)
@@ -119,19 +119,18 @@ def test_the_budget_counts_the_memory_an_entry_really_keeps() -> None:
     """What the ring accounts for is what tracemalloc sees the entries keep, within 15 %."""
     budget = RingBudget(1 << 40)
     ring = RingBuffer([0] * 3, max_records=10_000, max_bytes=1 << 30, budget=budget)
-    position = [10**6] * 3
+    ids = cursors.CursorWriter([10**6] * 3)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for n in range(5000):
         partition, offset = n % 3, 10**6 + n
-        position[partition] = offset + 1
         value = os.urandom(100).hex().encode()
         record = ConsumerRecord(topic="t", partition=partition, offset=offset, timestamp=1767225600000 + n,
                                 timestamp_type=0, key=str(n).encode(), value=value, checksum=None,
                                 serialized_key_size=-1, serialized_value_size=len(value),
                                 headers=((f"h{n % 2}", b"x" * 5),))  # fmt: skip
-        frame = record_event(record, id=cursors.encode(position), type_header="event-type")
-        ring.append(Entry(partition, offset, tuple(position), frame, record.timestamp, record))
+        frame = record_event(record, id=ids.advance(partition, offset + 1), type_header="event-type")
+        ring.append(Entry(partition, offset, frame, record.timestamp, record))
     kept = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert 0.85 < budget.used / kept < 1.15, (budget.used, kept)

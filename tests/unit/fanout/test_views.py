@@ -11,6 +11,7 @@ from bridge.fanout import batch
 from bridge.fanout.hub import Hub
 from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.views import Subscription
+from bridge.wire import cursor as cursors
 from bridge.wire import formats
 from bridge.wire.filters import NO_FILTER, parse_filter
 from bridge.wire.formats import Format, ParsedRecord
@@ -122,6 +123,45 @@ async def test_resume_replays_each_topic_from_its_own_part_of_the_id() -> None:
     bridge.view(Subscription.of(["a", "b"])).subscribe(subscriber, ((1, 0), (1,)))  # seen a0 and b0
     replayed = events(await subscriber.take(1))
     assert [(e.data, e.id) for e in replayed] == [("a1", "1.1~1"), ("a2", "2.1~1"), ("b1", "2.1~2")]
+
+
+@pytest.mark.parametrize("format", [Format.RAW, Format.ENVELOPE])
+async def test_a_view_over_a_wide_and_a_narrow_topic_writes_the_same_ids_live_and_replayed(format: Format) -> None:
+    bridge = Hub(ring_records=1000, ring_bytes=1 << 24, ring_total_bytes=1 << 30, type_header=None)
+    start = [10**9 + p * 300 for p in range(256)]
+    bridge.open_channel("a", start, tag="Zk3q")
+    bridge.open_channel("b", (5, 6), tag="AB-_")
+    view = bridge.view(Subscription.of(["a", "b"], format=format))
+    live = Subscriber(1 << 24)
+    view.subscribe(live, None)
+    cursor = (tuple(start), (5, 6))
+    arrivals = [("a", 7, start[7]), ("a", 200, start[200]), ("b", 1, 6), ("a", 7, start[7] + 1), ("a", 0, start[0]),
+                ("b", 0, 5)]  # fmt: skip
+    records = [(name, Record(p, offset, b"%d" % n)) for n, (name, p, offset) in enumerate(arrivals)]
+    for name, record in records:
+        bridge.channels[name].publish([record])
+    resumed = Subscriber(1 << 24)
+    view.subscribe(resumed, cursor)  # replayed topic after topic: a's records, then b's
+    for subscriber, order in ((live, records), (resumed, sorted(records, key=lambda item: item[0]))):
+        positions = [list(own) for own in cursor]
+        expected = []
+        for name, record in order:
+            positions[name == "b"][record.partition] = record.offset + 1
+            expected.append(tuple(map(tuple, positions)))
+        received = events(await subscriber.take(1))
+        assert [cursors.parse_streams(e.id, 2) for e in received] == [(own, ("Zk3q", "AB-_")) for own in expected]
+        assert received[0].id.split("~")[0].startswith(cursors.COMPACT)
+        assert received[-1].id.split("~")[1] == "6.7@AB-_"
+
+
+async def test_a_cursor_that_predates_a_partition_is_replayed_with_the_ids_live_streams_got() -> None:
+    bridge = hub()
+    live = Subscriber(1 << 20)
+    bridge.view(Subscription.of(["a"])).subscribe(live, None)
+    bridge.channels["a"].publish([Record(0, 0, b"a0"), Record(1, 0, b"a1")])
+    resumed = Subscriber(1 << 20)
+    bridge.view(Subscription.of(["a"])).subscribe(resumed, ((0,),))  # partition 1: from its beginning
+    assert [e.id for e in events(await resumed.take(1))] == [e.id for e in events(await live.take(1))] == ["1.0", "1.1"]
 
 
 async def test_a_filtered_resume_ends_with_an_id_past_what_it_skipped() -> None:

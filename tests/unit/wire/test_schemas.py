@@ -136,3 +136,102 @@ def test_a_decoded_key_is_json_in_the_envelope_and_text_for_key_filters() -> Non
     (event,) = Parser().feed(envelope_event("t", ParsedRecord(decoded), id="1", type_header=None))
     body = orjson.loads(event.data)
     assert (body["key"], body["key_schema"], body["tombstone"]) == ("order-7", {"id": 8, "type": "AVRO"}, True)
+
+
+def test_a_schema_id_header_frames_the_bare_payload_of_values_and_keys() -> None:
+    """The header form: ``__value_schema_id`` / ``__key_schema_id`` hold the magic byte and the id
+    (and for Protobuf the message indexes); the value is the payload alone, as confluent-kafka reads it."""
+    point = compile_schema("AVRO", POINT, [])
+    proto = compile_schema("PROTOBUF", PROTO, [])
+    bare = avro({"x": 3, "tag": None})[registryformat.PREFIX_LENGTH :]
+    key = b"\x0eorder-7"  # an Avro string, its id in the key's header
+    headers = [("__value_schema_id", b"\x00\x00\x00\x00\x07"), ("__key_schema_id", b"\x00\x00\x00\x00\x08")]
+    record = Record(0, 1, bare, key=key, headers=headers)
+    schemas = lookup({7: point, 8: compile_schema("AVRO", '"string"', []), 9: proto})
+    decoded = decode_record(record, schemas)
+    assert (decoded.value, decoded.value_schema) == (b'{"x":3,"tag":null}', (7, "AVRO"))
+    assert (decoded.key, decoded.key_schema) == (b"order-7", (8, "AVRO"))
+    assert schema_ids([record]) == {7, 8}
+    # Protobuf: the header's message indexes ([1, 0]: B.C) pick the message of the bare payload
+    nested = decode_record(
+        Record(0, 2, b"\x0a\x01z", headers=[("__value_schema_id", b"\x00\x00\x00\x00\x09\x04\x02\x00")]), schemas
+    )
+    assert nested.value == b'{"s":"z"}'
+
+
+@pytest.mark.parametrize(
+    ("header", "reason", "words"),
+    [(b"\x01" + bytes(range(16)), Reason.UNKNOWN_SCHEMA, "GUID 00010203-0405-0607-0809-0a0b0c0d0e0f"),
+     (b"\x07junk", Reason.NO_PREFIX, "neither")],
+)  # fmt: skip
+def test_a_schema_guid_or_junk_in_the_header_is_undecodable(header: bytes, reason: Reason, words: str) -> None:
+    decoded = decode_record(Record(0, 1, b"\x06", headers=[("__value_schema_id", header)]), lookup({}))
+    assert decoded.undecodable is not None
+    assert (decoded.undecodable.reason, decoded.undecodable.schema_id) == (reason, None)
+    assert words in decoded.undecodable.message
+    assert decoded.value == b"\x06"
+
+
+def chain(length: int) -> Schema:
+    """M0 { M1 n = 1; } … M{length-1} { int32 n = 1; }, as a registry serves a descriptor."""
+    file = descriptor_pb2.FileDescriptorProto(name="chain.proto", package="c", syntax="proto3")
+    for number in range(length):
+        message = file.message_type.add(name=f"M{number}")
+        last = number == length - 1
+        kind = {"type": 5} if last else {"type": 11, "type_name": f".c.M{number + 1}"}  # int32, or the next message
+        message.field.add(name="n", number=1, label=1, **kind)
+    return compile_schema("PROTOBUF", base64.b64encode(file.SerializeToString()).decode(), [])
+
+
+def nested(depth: int) -> bytes:
+    """A chain's value ``depth`` messages deep: field 1 of each holds the next."""
+    body = b""
+    for _ in range(depth):
+        length, size = len(body), b""
+        while length >= 0x80:
+            size, length = size + bytes([length & 0x7F | 0x80]), length >> 7
+        body = b"\x0a" + size + bytes([length]) + body
+    return b"\x00\x00\x00\x00\x0b\x00" + body  # schema 11, message [0]
+
+
+def test_a_chain_of_250_message_types_decodes_and_a_value_nested_too_deep_is_a_bad_payload() -> None:
+    schemas = lookup({11: chain(250)})
+    for _ in range(2):  # the writers are made by the first record, used by the next
+        assert decode_record(Record(0, 1, nested(0)), schemas).value == b"{}"
+    assert decode_record(Record(0, 2, nested(99)), schemas).value == b'{"n":' * 99 + b"{}" + b"}" * 99
+    too_deep = decode_record(Record(0, 3, nested(101)), schemas).undecodable  # upb reads 100 levels at most
+    assert too_deep is not None
+    assert too_deep.reason is Reason.BAD_PAYLOAD
+
+
+def test_a_chain_of_3000_message_types_never_stops_the_reader() -> None:
+    # protobuf's GetMessageClass recurses once per level: the first record may be undecodable, none raises
+    schemas = lookup({11: chain(3000)})
+    for offset in range(3):
+        decoded = decode_record(Record(0, offset, nested(2)), schemas)
+        assert decoded.value == b'{"n":{"n":{}}}' or (
+            decoded.undecodable is not None and decoded.undecodable.reason is Reason.BAD_SCHEMA
+        )
+    assert decoded.value == b'{"n":{"n":{}}}'
+
+
+class Failing:
+    """A schema whose decoding fails unforeseen: what a bug of the bridge with one schema looks like."""
+
+    kind = "PROTOBUF"
+
+    def decode(self, payload: memoryview) -> bytes:
+        raise RecursionError("maximum recursion depth exceeded")
+
+
+def test_a_schema_whose_decoding_fails_unforeseen_is_a_bad_schema_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    value, key = b"\x00\x00\x00\x00\x0c\x00", b"\x00\x00\x00\x00\x0c\x02"
+    with caplog.at_level("ERROR", logger="bridge.schemas"):
+        first, second = (decode_record(Record(0, offset, value, key=key), lookup({12: Failing()})) for offset in (1, 2))
+    assert first.undecodable is not None
+    assert (first.undecodable.reason, first.undecodable.schema_id) == (Reason.BAD_SCHEMA, 12)
+    assert "RecursionError" in first.undecodable.message
+    assert (first.value, first.key, second.undecodable) == (value, key, first.undecodable)  # the key left as it is
+    assert [record.getMessage() for record in caplog.records] == ["schema 12: decoding failed"]

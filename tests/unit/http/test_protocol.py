@@ -1,0 +1,104 @@
+"""The bridge's protocol under uvicorn on loopback: what it changes of uvicorn's
+per-connection state (the pipeline deque made on demand, the request's
+MessageEvent, the connection-lost future) keeps HTTP/1.1 working."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from bridge.http.protocol import CONNECTION_LOST, BoundedHttpToolsProtocol, MessageEvent, listening_socket
+
+lost_seen: list[str] = []
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/hold":  # as a stream: waits for the connection to go, never calls receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"held", "more_body": True})
+        await scope["extensions"][CONNECTION_LOST]["future"]
+        lost_seen.append(scope["path"])
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    answer = scope["path"].encode() + b":" + body
+    headers = [(b"content-length", str(len(answer)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    sock = listening_socket("127.0.0.1", 0)
+    config = uvicorn.Config(app, http=BoundedHttpToolsProtocol, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve([sock]))
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
+        await asyncio.sleep(0.01)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    await serving
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.startswith(b"content-length"))
+        return await reader.readexactly(length)
+
+
+async def test_pipelined_requests_are_answered_in_order(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(3)))
+    assert [await read_response(reader) for _ in range(3)] == [b"/0:", b"/1:", b"/2:"]
+    writer.close()
+
+
+async def test_a_body_arriving_in_parts_is_received_whole(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+    await writer.drain()
+    await asyncio.sleep(0.05)  # the app waits in receive() for the rest
+    writer.write(b"def")
+    assert await read_response(reader) == b"/body:abcdef"
+    writer.close()
+
+
+async def test_a_response_hears_of_its_lost_connection_without_receive(port: int) -> None:
+    lost_seen.clear()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"held")
+    assert lost_seen == []
+    writer.close()
+    async with asyncio.timeout(5):
+        while not lost_seen:  # noqa: ASYNC110 (the app's own record is what is checked)
+            await asyncio.sleep(0.01)
+    assert lost_seen == ["/hold"]
+
+
+async def test_message_event_wakes_its_waiter_and_survives_a_cancelled_one() -> None:
+    event = MessageEvent()
+    cancelled = asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    waiter = asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    event.set()
+    async with asyncio.timeout(5):
+        assert await waiter is True
+    assert event.is_set()
+    assert await event.wait() is True  # set: at once
+    event.clear()
+    assert not event.is_set()
