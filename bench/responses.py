@@ -78,7 +78,8 @@ def bridge_variant() -> Variant:
     catchups = CatchUps(settings, client_options(settings))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        stream = EventStream(view, None, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=15.0, retry_ms=2000)
+        stream = EventStream(view, None, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=15.0, retry_ms=2000,
+                             stalled_client_seconds=settings.stalled_client_seconds)  # fmt: skip
         await stream(scope, receive, send)
 
     return Variant(app, channel.publish, lambda: len(view.subscribers))

@@ -1,18 +1,21 @@
-"""Fast clients' latency while a hundred stuck clients are attached.
+"""Fast clients' latency while a hundred stuck clients are attached, with and without bursts.
 
 A stuck client asks for a stream and never reads: its TCP window fills, the
-bridge's writes to it stop, its outbox fills up to ``--outbox-bytes`` and the
-bridge cuts it. This script measures what that costs everyone else, against a
-baseline taken in the same run:
+bridge's writes to it stop, it falls behind the live path and, having taken
+nothing for ``--stalled-client-seconds``, is cut. This script measures what
+that costs everyone else, against a baseline taken in the same run:
 
 1. starts a real local broker and the bridge (``kafka-sse-bridge serve``, its
-   own process, ``--outbox-bytes 262144``);
+   own process, ``--outbox-bytes 262144 --stalled-client-seconds 2``);
 2. a producer writes records at a steady rate, each carrying the time it was
    sent; ``--fast`` clients read the stream over raw sockets and note each
    record's latency (produced → parsed by the client);
 3. baseline phase: the fast clients alone; stuck phase: the same, with
    ``--stuck`` stuck clients attached the whole time (each one cut is
    replaced at once, so the bridge keeps cutting as it would in production);
+   burst phase: the stuck phase plus ``--burst`` records produced at once every
+   ``--burst-every`` seconds (fast clients may fall behind and be caught up in
+   place: they must still get every record, none cut);
 4. prints, per phase, the fast clients' latency (p50, p99, max), the records
    each received (all of them, or the run failed), the stuck clients cut, and
    the bridge's RSS; the stuck phase's latency as a ratio to the baseline.
@@ -20,6 +23,7 @@ baseline taken in the same run:
 Results go to ``bench/results/stuck.json``. Run from the repository root::
 
     python -m bench.stuck [--seconds 20] [--rate 400] [--value-bytes 2000] [--stuck 100] [--fast 5]
+                          [--burst 5000] [--burst-every 5]
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from bench.local import Setup, broker_and_bridge, peak_rss_mb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stuck.json"
 OUTBOX_BYTES = 256 * 1024
+STALLED_SECONDS = 2  # stuck clients are cut (and replaced) every few seconds, as the bridge would in production
 SLOW_CLOSED = "kafka_sse_bridge_streams_closed_total"
 SENT_PREFIX = b'data: {"sent":'
 
@@ -113,15 +118,19 @@ class StuckClients:
             sock.close()
 
 
-async def produce(bootstrap_servers: str, topic: str, rate: int, seconds: float, value_bytes: int) -> int:
+async def produce(bootstrap_servers: str, topic: str, rate: int, seconds: float, value_bytes: int,
+                  burst: int = 0, burst_every: float = 5.0) -> int:  # fmt: skip
+    """``rate`` records a second for ``seconds``, and ``burst`` more at once every ``burst_every`` seconds."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5)
     await producer.start()
     pad = "p" * value_bytes
-    sent = 0
+    sent = bursts = 0
     try:
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds:
-            due = int(elapsed * rate) + 1
+            if burst and elapsed >= (bursts + 1) * burst_every:
+                bursts += 1
+            due = int(elapsed * rate) + 1 + bursts * burst
             for _ in range(due - sent):
                 await producer.send(topic, orjson.dumps({"sent": time.time_ns(), "pad": pad}))
             sent = due
@@ -145,13 +154,15 @@ async def phase(name: str, setup: Setup, arguments: argparse.Namespace) -> dict[
     port, topic = setup.port, setup.topic
     fast = [FastClient() for _ in range(arguments.fast)]
     readers = [asyncio.create_task(client.run(port, topic)) for client in fast]
-    stuck = StuckClients(port, topic, arguments.stuck if name == "stuck" else 0)
+    stuck = StuckClients(port, topic, arguments.stuck if name != "baseline" else 0)
     keeper = asyncio.create_task(stuck.keep(f"http://127.0.0.1:{port}"))
     await asyncio.sleep(1.0)  # every stream open, the stuck ones full
     before = [client.received for client in fast]
     for client in fast:
         client.recording = True
-    sent = await produce(setup.kafka.bootstrap_servers, topic, arguments.rate, arguments.seconds, arguments.value_bytes)
+    burst = arguments.burst if name == "burst" else 0
+    sent = await produce(setup.kafka.bootstrap_servers, topic, arguments.rate, arguments.seconds, arguments.value_bytes,
+                         burst, arguments.burst_every)  # fmt: skip
     deadline = time.monotonic() + 30
     # a count, not an event, to wait for: polled, bounded
     while any(c.received - b < sent for c, b in zip(fast, before, strict=True)) and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -167,14 +178,16 @@ async def phase(name: str, setup: Setup, arguments: argparse.Namespace) -> dict[
         raise SystemExit(f"{name}: fast clients received {received} of {sent} records ({cut} were cut)")
     latencies = [latency for client in fast for latency in client.latencies_ms]
     peak_rss = peak_rss_mb(setup.bridge.pid)
-    return {"phase": name, "records": sent, "fast_clients": arguments.fast, "stuck_attached": stuck.count,
+    return {"phase": name, "records": sent, "burst_records": burst, "fast_clients": arguments.fast,
+            "stuck_attached": stuck.count,
             "stuck_cut": stuck.cut, **percentiles(latencies), "bridge_peak_rss_mb": peak_rss}  # fmt: skip
 
 
 async def run(arguments: argparse.Namespace) -> list[dict[str, Any]]:
-    flags = ["--outbox-bytes", str(OUTBOX_BYTES), "--max-connections-per-ip", "100000"]
+    flags = ["--outbox-bytes", str(OUTBOX_BYTES), "--max-connections-per-ip", "100000",
+             "--stalled-client-seconds", str(STALLED_SECONDS)]  # fmt: skip
     async with broker_and_bridge("stuck", flags) as setup:
-        return [await phase(name, setup, arguments) for name in ("baseline", "stuck")]
+        return [await phase(name, setup, arguments) for name in ("baseline", "stuck", "burst")]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,15 +197,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--value-bytes", type=int, default=2000)
     parser.add_argument("--stuck", type=int, default=100)
     parser.add_argument("--fast", type=int, default=5)
+    parser.add_argument("--burst", type=int, default=5000, help="records produced at once in the burst phase")
+    parser.add_argument("--burst-every", type=float, default=5.0, help="seconds between bursts")
     arguments = parser.parse_args(argv)
     phases = uvloop.run(run(arguments))
-    baseline, stuck = phases
-    ratio = {key: round(stuck[key] / baseline[key], 2) for key in ("p50_ms", "p99_ms")}
+    baseline = phases[0]
+    ratio = {row["phase"]: {key: round(row[key] / baseline[key], 2) for key in ("p50_ms", "p99_ms")}
+             for row in phases[1:]}  # fmt: skip
     print(f"{'phase':<9} {'records':>7} {'stuck cut':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'peak RSS MB':>11}")
     for row in phases:
         print(f"{row['phase']:<9} {row['records']:>7} {row['stuck_cut']:>9} {row['p50_ms']:>8} {row['p99_ms']:>8} "
               f"{row['max_ms']:>8} {row['bridge_peak_rss_mb']:>11}")  # fmt: skip
-    print(f"stuck / baseline: p50 x{ratio['p50_ms']}, p99 x{ratio['p99_ms']}")
+    for name, ratios in ratio.items():
+        print(f"{name} / baseline: p50 x{ratios['p50_ms']}, p99 x{ratios['p99_ms']}")
     RESULTS.write_text(json.dumps({"code": bridge_code(), "arguments": vars(arguments), "phases": phases,
                                    "ratio_to_baseline": ratio}, indent=2) + "\n")  # fmt: skip
     return 0

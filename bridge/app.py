@@ -17,8 +17,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from bridge.config import Settings
 from bridge.fanout.hub import Hub
-from bridge.fanout.outbox import CloseReason
-from bridge.fanout.views import AHEAD_WAIT_SECONDS, Cursor, Subscription
+from bridge.fanout.outbox import CloseReason, Cursor
+from bridge.fanout.views import AHEAD_WAIT_SECONDS, Subscription
 from bridge.http.auth import AuthError, build_authorizer
 from bridge.http.cors import cors_options
 from bridge.http.limits import ConnectionLimits, StreamLimits
@@ -205,7 +205,8 @@ def create_app(settings: Settings) -> FastAPI:
         if tagged is not None:
             start, notices = view.reconcile(*tagged)
         return EventStream(view, start, catchups, outbox_bytes=settings.outbox_bytes, heartbeat=settings.heartbeat,
-                           retry_ms=settings.retry_ms, expires_at=access.expires_at, notices=notices,
+                           retry_ms=settings.retry_ms, stalled_client_seconds=settings.stalled_client_seconds,
+                           expires_at=access.expires_at, notices=notices,
                            on_close=lambda: source.unwatch(subscription.topics))  # fmt: skip
 
     # status_code: FastAPI would read the default from the response class's __init__, which EventStream lacks

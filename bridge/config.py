@@ -64,7 +64,13 @@ class Settings(BaseSettings):
     )  # fmt: skip
     outbox_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024,
-        description="bytes a client may fall behind before it is disconnected (it resumes from its last id)",
+        description="bytes of live events queued for a client at most; one further behind leaves the live path and "
+        "is caught up from the ring, then from Kafka, on the same connection",
+    )  # fmt: skip
+    stalled_client_seconds: float = Field(
+        default=30.0, ge=0.5, le=3600,
+        description="seconds a client may take no bytes while the bridge has some for it before it is disconnected "
+        "(slow; it resumes from its last id)",
     )  # fmt: skip
     max_catchups: int = Field(
         default=4, ge=1, le=1000,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
@@ -56,6 +57,12 @@ _TOPIC_COUNTERS: Sequence[tuple[str, str, Callable[[TopicStats], int]]] = (
         lambda stats: stats.delivered_bytes,
     ),
     ("records_consumed", "Records read by this process's Kafka consumer", lambda stats: stats.records_consumed),
+    (
+        "fell_behind",
+        "Live streams whose next events did not fit their outbox: they left the live path, to be caught up in place",
+        lambda stats: stats.fell_behind,
+    ),
+    ("rejoined_live", "Streams that fell behind and came level again", lambda stats: stats.rejoined_live),
 )
 _TOPIC_GAUGES: Sequence[tuple[str, str, Callable[[Channel], float]]] = (
     ("ring_records", "Records in the ring buffer", lambda channel: len(channel.ring)),
@@ -113,6 +120,7 @@ class BridgeCollector:
         for topic, stats in every_stats:
             subscribers.add_metric([topic], stats.connected)
         yield subscribers
+        yield from self._paths(every_stats)
         yield from self._topics(kafka)
         yield delivery_latency(hub.latency)
         yield GaugeMetricFamily(
@@ -182,6 +190,29 @@ class BridgeCollector:
         yield GaugeMetricFamily(PREFIX + "ready", "1 if /readyz answers 200", value=int(self._kafka.ready))
         # Scrapes run on the event loop (metrics.py's header): its tasks, to see none leak
         yield GaugeMetricFamily(PREFIX + "asyncio_tasks", "Tasks on the event loop", value=len(asyncio.all_tasks()))
+
+    def _paths(self, every_stats: Sequence[tuple[str, TopicStats]]) -> Iterator[Metric]:
+        """Streams live and behind (fed from the ring, or from Kafka: catching up or waiting to), per topic."""
+        live: Counter[str] = Counter()
+        ring: Counter[str] = Counter()
+        for view in self._hub.all_views():
+            topics, on_live, on_ring = view.on_paths()
+            for topic in topics:
+                live[topic] += on_live
+                ring[topic] += on_ring
+        kafka = self._catchups.streams_per_topic()
+        live_gauge = GaugeMetricFamily(PREFIX + "subscribers_live", "Streams on the live path", labels=["topic"])
+        behind = GaugeMetricFamily(
+            PREFIX + "subscribers_behind",
+            "Streams behind the live path, by what feeds them: the ring, or Kafka (catching up or waiting for a slot)",
+            labels=["topic", "source"],
+        )
+        for topic, _ in every_stats:
+            live_gauge.add_metric([topic], live[topic])
+            behind.add_metric([topic, "ring"], ring[topic])
+            behind.add_metric([topic, "kafka"], kafka[topic])
+        yield live_gauge
+        yield behind
 
     def _topics(self, kafka: KafkaState) -> Iterator[Metric]:
         """How many topics are served, read and watched, and how often one was assigned and released."""

@@ -28,12 +28,15 @@ def raw_body(frame: bytes) -> bytes:
 
 
 class Batch:
-    __slots__ = ("_bodies", "_frames", "_parsed", "_selected", "entries", "topic", "type_header")
+    __slots__ = ("_bodies", "_frames", "_parsed", "_selected", "entries", "first_seq", "start", "topic", "type_header")
 
-    def __init__(self, topic: str, type_header: str | None, entries: Sequence[Entry]) -> None:
+    def __init__(self, topic: str, type_header: str | None, entries: Sequence[Entry], *, first_seq: int = 0,
+                 start: tuple[int, ...] = ()) -> None:  # fmt: skip
         self.topic = topic
         self.type_header = type_header
         self.entries = entries
+        self.first_seq = first_seq  # the ring's number of entries[0]
+        self.start = start  # the channel's position before the batch: where a subscriber it leaves behind is
         self._parsed: list[ParsedRecord] | None = None
         self._selected: dict[Filter, list[int]] = {}
         self._bodies: dict[Format, list[bytes | None]] = {}

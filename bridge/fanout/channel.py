@@ -5,8 +5,8 @@ encodes each record once, keeps it in the ring and hands the batch to the
 listeners over the topic: the views (views.py), each of which appends one
 chunk to each of its subscribers' outboxes (outbox.py). Publishing never
 awaits, so a slow browser can never hold up the reader or another browser: a
-subscriber whose outbox would pass its byte bound is closed instead, and its
-browser resumes from its last id.
+subscriber whose outbox would pass its byte bound leaves the live path and
+is fed from the ring at its own pace (behind.py).
 
 Everything here runs on the event loop thread and nothing here awaits while
 it changes state, so subscribing (replay, then live) is atomic with respect to
@@ -49,6 +49,8 @@ class TopicStats:
     resumes: dict[Resume, int] = field(default_factory=lambda: dict.fromkeys(Resume, 0))
     heartbeats: int = 0
     send_failures: int = 0
+    fell_behind: int = 0  # live streams whose next chunk did not fit their outbox (behind.py)
+    rejoined_live: int = 0  # of those, the ones that came level again
 
     @property
     def connected(self) -> int:
@@ -63,6 +65,10 @@ class Listener(Protocol):
     def attach_caught_up(self) -> None: ...
 
     def open_streams(self) -> list[Subscriber]: ...
+
+    def on_paths(self) -> tuple[Sequence[str], int, int]:
+        """Its topics, its live streams, and its streams fed from the rings."""
+        ...
 
     def close_all(self, reason: CloseReason) -> None: ...
 
@@ -102,6 +108,7 @@ class Channel:
         return sorted(name for name in named if name is not None)
 
     def publish(self, records: Sequence[KafkaRecord]) -> None:
+        start, first_seq = tuple(self.position), self.ring.next_seq
         entries = []
         advance = self.ids.advance
         for record in records:
@@ -114,7 +121,7 @@ class Channel:
         if not entries:
             return
         views = tuple(self.views)
-        batch = Batch(self.topic, self.type_header, entries)
+        batch = Batch(self.topic, self.type_header, entries, first_seq=first_seq, start=start)
         for view in views:
             view.deliver(batch)
         # After the fan-out: a client the batch brings level replays it from the

@@ -79,7 +79,7 @@ class Hub:
             view = self.views[subscription] = View(subscription, channels, self.views, self._ahead_wait)
         return view
 
-    def _all_views(self) -> list[Listener]:
+    def all_views(self) -> list[Listener]:
         """Each view once: registered ones, and those still on a channel (a dict keeps them in order, unique)."""
         views: dict[Listener, None] = dict.fromkeys(self.views.values())
         views.update(dict.fromkeys(view for channel in self.channels.values() for view in channel.views))
@@ -87,8 +87,8 @@ class Hub:
 
     def open_streams(self) -> list[Subscriber]:
         """Every subscriber of every view: live, or waiting for the channels to reach its cursor."""
-        return [subscriber for view in self._all_views() for subscriber in view.open_streams()]
+        return [subscriber for view in self.all_views() for subscriber in view.open_streams()]
 
     def close_all(self, reason: CloseReason) -> None:
-        for view in self._all_views():
+        for view in self.all_views():
             view.close_all(reason)

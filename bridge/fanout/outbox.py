@@ -1,7 +1,9 @@
 """A stream's outbox: what the hub has handed over and the connection has not yet written.
 
-Pushing never awaits: an outbox that would pass its byte bound closes
-instead, and its browser resumes from its last id.
+Pushing never awaits and never passes the byte bound: a live chunk that does
+not fit is not queued, the subscriber leaves the live path instead
+(views.py), holding only its position, and is fed from there at the pace the
+connection takes its bytes (behind.py) until it is level and rejoins.
 """
 
 from __future__ import annotations
@@ -9,17 +11,31 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
+# Bytes per take of catch-up frames, and of a behind subscriber's feed: small, as
+# each is the subscriber's own copy (live chunks are shared by a view's subscribers).
 REPLAY_CHUNK_BYTES = 64 * 1024
+
+Cursor = tuple[tuple[int, ...], ...]  # one per topic of a view, in topic-name order
 
 
 class CloseReason(enum.Enum):
     CLIENT_LEFT = "client_left"
-    SLOW = "slow"
+    SLOW = "slow"  # it took no bytes for --stalled-client-seconds (http/stall.py)
     SHUTDOWN = "shutdown"
     ERROR = "error"  # the bridge could not serve it (catch-up failed); it reconnects
     TOKEN_EXPIRED = "token_expired"  # its token ended: told with a reauth event, it reconnects with a new one
     TOPIC_DELETED = "topic_deleted"  # a topic of the stream was deleted: told with a deleted event
+
+
+class Feed(Protocol):
+    """Where a subscriber off the live path takes its next bytes from (behind.Behind)."""
+
+    def next_chunk(self, room: int) -> bytes:
+        """At most about ``room`` bytes of events; b"" only once it has rejoined
+        the live path or left the rings for Kafka."""
+        ...
 
 
 class Subscriber:
@@ -27,7 +43,8 @@ class Subscriber:
     connection has not yet written."""
 
     __slots__ = (
-        "_backlog", "_chunks", "_drain_waiter", "_rest", "_size", "_waiter", "closed", "limit", "live_id", "reason",
+        "_backlog", "_chunks", "_drain_waiter", "_rest", "_size", "_waiter", "catch_up", "closed", "feed", "fell",
+        "limit", "live_id", "reason",
     )  # fmt: skip
 
     def __init__(self, limit: int) -> None:
@@ -44,25 +61,42 @@ class Subscriber:
         # Set while live on a filtered stream: its id now, for a heartbeat to
         # carry past the records the filter skipped.
         self.live_id: Callable[[], str] | None = None
+        # Set while off the live path and fed from the rings (views.py).
+        self.feed: Feed | None = None
+        # Called when the rings no longer hold what it needs next: the stream starts
+        # a catch-up from Kafka (http/stream.py). Without one it is closed instead.
+        self.catch_up: Callable[[Cursor], None] | None = None
+        self.fell = False  # off the live path since its outbox was full (not a resume): counted when it rejoins
 
     def _wake(self) -> None:
         if self._waiter is not None:
             _release(self._waiter)
 
-    def push(self, chunk: bytes) -> None:
+    def room(self) -> int:
+        """Live bytes it may still queue."""
+        return self.limit - self._size
+
+    def push(self, chunk: bytes) -> bool:
+        """Queue a live chunk; False, queuing nothing, if it does not fit."""
         if self.reason is not None:
-            return
-        # An empty outbox is not behind, however large the batch handed to it.
-        if self._chunks and self._size + len(chunk) > self.limit:
-            self.close(CloseReason.SLOW)
-            return
+            return True
+        # An empty outbox is not behind, however large the batch handed to it (a batch's chunk is
+        # shared by the view's subscribers, and written in pieces of the bound).
+        if self._chunks and len(chunk) > self.room():
+            return False
         self._chunks.append(chunk)
         self._size += len(chunk)
         self._wake()
+        return True
+
+    def follow(self, feed: Feed) -> None:
+        """From now on take from ``feed`` once the outbox is empty."""
+        self.feed = feed
+        self._wake()
 
     def push_backlog(self, frames: Iterable[bytes]) -> None:
-        """Replay is not held against the outbox bound: it is shared ring
-        memory, and the client cannot have fallen behind it yet."""
+        """Notices and catch-up frames, written before anything else; a
+        catch-up pushes no more until they are taken (``drained``)."""
         if self.reason is not None:
             return
         self._backlog.extend(frames)
@@ -73,6 +107,7 @@ class Subscriber:
         if self.reason is not None:
             return self.reason
         self.reason = reason
+        self.feed = None
         self._chunks.clear()
         self._backlog.clear()
         self._size = 0
@@ -86,7 +121,12 @@ class Subscriber:
     async def take(self, timeout: float) -> bytes | None:
         """The next bytes to write: b"" after ``timeout`` idle seconds (time
         for a heartbeat), None once closed."""
-        if not self._backlog and not self._chunks and not self._rest and self.reason is None:
+        waited = False
+        while self.reason is None:
+            data = self._next()
+            if data or waited:
+                return data
+            waited = True
             loop = asyncio.get_running_loop()
             self._waiter = waiter = loop.create_future()
             timer = loop.call_later(timeout, _release, waiter)
@@ -95,8 +135,9 @@ class Subscriber:
             finally:
                 timer.cancel()
                 self._waiter = None
-        if self.reason is not None:
-            return None
+        return None
+
+    def _next(self) -> bytes:
         if self._backlog:
             return self._take_backlog()
         # At most ``limit`` bytes per write: what a write hands the server stays in its buffer
@@ -104,13 +145,17 @@ class Subscriber:
         if self._rest:
             piece, self._rest = self._rest[: self.limit].tobytes(), self._rest[self.limit :]
             return piece
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        self._size = 0
-        if len(data) > self.limit:  # one batch larger than the bound, handed over whole by push
-            self._rest = memoryview(data)[self.limit :]
-            return data[: self.limit]
-        return data
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._size = 0
+            if len(data) > self.limit:  # one batch larger than the bound, handed over whole by push
+                self._rest = memoryview(data)[self.limit :]
+                return data[: self.limit]
+            return data
+        if self.feed is not None:
+            return self.feed.next_chunk(min(self.limit, REPLAY_CHUNK_BYTES))
+        return b""
 
     def _take_backlog(self) -> bytes:
         size = count = 0
@@ -125,15 +170,21 @@ class Subscriber:
             _release(self._drain_waiter)
         return data
 
-    async def drained(self) -> None:
-        """Until the connection has taken the whole backlog (or is closed):
-        lets a catch-up read no faster than its client."""
+    async def drained(self, timeout: float | None = None) -> bool:
+        """Until the connection has taken the whole backlog (or is closed), or
+        ``timeout`` seconds; whether it has: lets a catch-up read no faster than its client."""
         if self._backlog and self.reason is None:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
+            if self._drain_waiter is None:
+                self._drain_waiter = asyncio.get_running_loop().create_future()
+            waiter = self._drain_waiter
             try:
-                await self._drain_waiter
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            except TimeoutError:
+                return False
             finally:
-                self._drain_waiter = None
+                if waiter.done() and self._drain_waiter is waiter:
+                    self._drain_waiter = None
+        return True
 
 
 def _release(waiter: asyncio.Future[None]) -> None:

@@ -10,13 +10,15 @@ counted as what an entry really holds: its event, its record and the objects
 around them. A record that would pass the budget makes the rings of the
 topics watched least recently give up their oldest entries first; a ring that
 no longer covers a cursor sends its client to Kafka, exact as ever.
+
+Entries are numbered in the order they arrive (``first_seq`` is the oldest
+kept, ``next_seq`` the next to come): a subscriber behind the live path holds
+a number, not records, and is fed from it at its own pace (behind.py).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Sequence
-from itertools import islice
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from bridge.wire.cursor import offset_for
@@ -80,9 +82,17 @@ class RingBudget:
                     return
 
 
+# Evicted entries are dropped from the front of the list in one go once this many have piled up
+# (and they are at least half of it): amortised O(1) per eviction, O(1) access by number.
+COMPACT_AFTER = 1024
+
+
 class RingBuffer:
     def __init__(self, start: Sequence[int], *, max_records: int, max_bytes: int, budget: RingBudget) -> None:
-        self._entries: deque[Entry] = deque()
+        # A list read from ``_head`` (None before it, evicted): a deque would make reading from a number O(n).
+        self._entries: list[Entry | None] = []
+        self._head = 0
+        self._base_seq = 0  # the number of self._entries[0]
         self._size = 0
         self._memory = 0
         self.max_records = max_records
@@ -93,7 +103,29 @@ class RingBuffer:
         self.start = list(start)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) - self._head
+
+    @property
+    def first_seq(self) -> int:
+        """The number of the oldest entry kept (``next_seq`` when there is none)."""
+        return self._base_seq + self._head
+
+    @property
+    def next_seq(self) -> int:
+        """The number the next entry appended gets."""
+        return self._base_seq + len(self._entries)
+
+    def since(self, seq: int) -> Iterator[Entry]:
+        """The entries from number ``seq`` on, oldest first (``seq`` at least ``first_seq``).
+        Read it before the ring changes: it walks the ring as it is."""
+        entries = self._entries
+        for index in range(seq - self._base_seq, len(entries)):
+            yield self._at(index)
+
+    def _at(self, index: int) -> Entry:
+        entry = self._entries[index]
+        assert entry is not None, "read before first_seq"
+        return entry
 
     @property
     def size_bytes(self) -> int:
@@ -111,9 +143,9 @@ class RingBuffer:
         be away and still resume from memory. Records arrive roughly in time
         order, so the ends of the ring stand for both (reading them costs
         nothing); producers' clocks may disagree, hence never below zero."""
-        if not self._entries:
+        if not len(self):
             return 0
-        return max(0, self._entries[-1].timestamp_ms - self._entries[0].timestamp_ms)
+        return max(0, self._at(-1).timestamp_ms - self._at(self._head).timestamp_ms)
 
     def add_partitions(self, starts: Sequence[int]) -> None:
         self.start.extend(starts)
@@ -124,16 +156,22 @@ class RingBuffer:
         memory = entry_memory(entry)
         self._memory += memory
         self._budget.used += memory
-        while len(self._entries) > self.max_records or self._size > self.max_bytes:
+        while len(self) > self.max_records or self._size > self.max_bytes:
             self.evict_oldest()
         if self._budget.used > self._budget.max_bytes:
             self._budget.enforce()
 
     def evict_oldest(self) -> bool:
         """Give up the oldest entry; False if there was none."""
-        if not self._entries:
+        if not len(self):
             return False
-        evicted = self._entries.popleft()
+        evicted = self._at(self._head)
+        self._entries[self._head] = None
+        self._head += 1
+        if self._head >= COMPACT_AFTER and 2 * self._head >= len(self._entries):
+            del self._entries[: self._head]
+            self._base_seq += self._head
+            self._head = 0
         self._size -= len(evicted.frame)
         memory = entry_memory(evicted)
         self._memory -= memory
@@ -143,7 +181,8 @@ class RingBuffer:
 
     def newest(self, count: int) -> list[Entry]:
         """The last ``count`` entries, newest first."""
-        return list(islice(reversed(self._entries), count))
+        last = len(self._entries) - 1
+        return [self._at(index) for index in range(last, max(self._head, last + 1 - count) - 1, -1)]
 
     def uncovered(self, cursor: Sequence[int]) -> list[tuple[int, int, int]]:
         """(partition, requested, first replayable) for each partition whose
@@ -153,7 +192,3 @@ class RingBuffer:
             for partition, start in enumerate(self.start)
             if offset_for(cursor, partition) < start
         ]
-
-    def replay(self, cursor: Sequence[int]) -> list[Entry]:
-        """The entries a client at ``cursor`` has not seen, oldest first."""
-        return [entry for entry in self._entries if entry.offset >= offset_for(cursor, entry.partition)]

@@ -16,9 +16,12 @@ subscriber anyway, build ids from the subscriber's own positions instead, in
 cursor writers of their own: along a run of one topic's records only its
 cursor changes, one field of it per record, whatever the partition count.
 
-Attaching (replay, then live) happens without an await across all the
-view's channels, so no record of any topic can fall between the replay and
-the live stream.
+A subscriber whose next chunk does not fit its outbox is moved off the live
+path, holding its position (behind.py); so is one resuming from an id the
+rings cover. Each is fed from the rings at its own pace and rejoins the live
+path once level. Every step happens without an await across all the view's
+channels, so no record of any topic can fall between the rings and the
+live stream.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.fanout.batch import Batch, frame_id, raw_body
+from bridge.fanout.batch import Batch, raw_body
+from bridge.fanout.behind import Behind
 from bridge.fanout.channel import Channel
-from bridge.fanout.outbox import CloseReason, Subscriber
+from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.ring import Entry
 from bridge.wire import cursor as cursors
 from bridge.wire import sse
@@ -43,8 +47,6 @@ AHEAD_WAIT_SECONDS = 5.0
 # far they are at most this often: a reconnect then skips at most about this
 # long of records again, at the cost of one small write per stream per interval.
 ADVANCE_SECONDS = 1.0
-
-Cursor = tuple[tuple[int, ...], ...]  # one per topic of the view, in topic-name order
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +67,15 @@ class View:
         self.channels = list(channels)  # in subscription.topics order
         self.tags = tuple(channel.tag for channel in self.channels)
         self.ids = tuple(channel.ids for channel in self.channels)  # the channels' cursors, kept encoded
-        self.subscribers: set[Subscriber] = set()
+        self.subscribers: set[Subscriber] = set()  # live
+        self.behind: dict[Subscriber, Behind] = {}  # fed from the rings
         self.ahead_wait = ahead_wait
         self.advance_every = ADVANCE_SECONDS
         self._registry = registry
         self._waiting: dict[Subscriber, tuple[Cursor, asyncio.TimerHandle]] = {}
         self._advanced_at = float("-inf")  # when the last id-only frame was handed over
         # one topic, raw: the channel's own frames are this view's frames
-        self._own_frames = len(channels) == 1 and subscription.format is Format.RAW
+        self.own_frames = len(channels) == 1 and subscription.format is Format.RAW
         self._filtered = bool(subscription.filter)
 
     @property
@@ -120,7 +123,7 @@ class View:
         chunk = b""
         if not selected:
             pass
-        elif self._own_frames:
+        elif self.own_frames:
             chunk = batch.frames(selected)
         else:
             before, after = cursors.around(self.ids, index)
@@ -131,12 +134,58 @@ class View:
             chunk += sse.format_id(self.current_id())
         if not chunk:
             return
+        fell: list[Subscriber] = []
         for subscriber in tuple(self.subscribers):
-            subscriber.push(chunk)
             if subscriber.reason is not None:
                 self.subscribers.discard(subscriber)
+            elif not subscriber.push(chunk):
+                self.subscribers.discard(subscriber)
+                fell.append(subscriber)
         # Those still here took the chunk: counted once per batch, not per subscriber.
         self.channels[index].stats.events_delivered += len(selected) * len(self.subscribers)
+        if fell:
+            self._fall_behind(fell, batch, index)
+
+    def _fall_behind(self, fell: Sequence[Subscriber], batch: Batch, index: int) -> None:
+        """Off the live path, each holding where it is: everything before ``batch`` given."""
+        cursor = [tuple(channel.position) for channel in self.channels]  # shared: replaced, never changed
+        cursor[index] = batch.start
+        seqs = [channel.ring.next_seq for channel in self.channels]
+        seqs[index] = batch.first_seq
+        for subscriber in fell:
+            subscriber.live_id = None
+            subscriber.fell = True
+            self._follow(Behind(self, subscriber, list(seqs), cursor))
+        for channel in self.channels:
+            channel.stats.fell_behind += len(fell)
+
+    def _follow(self, behind: Behind) -> None:
+        self.behind[behind.subscriber] = behind
+        behind.subscriber.follow(behind)
+
+    def join_live(self, behind: Behind) -> None:
+        """``behind`` is level with every ring: live from here on."""
+        subscriber = behind.subscriber
+        del self.behind[subscriber]
+        subscriber.feed = None
+        self.subscribers.add(subscriber)
+        if self.filter:
+            subscriber.live_id = self.current_id
+        if subscriber.fell:  # through the rings, or through Kafka and the rings
+            subscriber.fell = False
+            for channel in self.channels:
+                channel.stats.rejoined_live += 1
+
+    def leave_rings(self, behind: Behind) -> None:
+        """A ring gave up an entry ``behind`` still needs: caught up from Kafka
+        from its cursor, it comes back through ``subscribe``."""
+        subscriber = behind.subscriber
+        self.unsubscribe(subscriber)
+        subscriber.feed = None
+        if subscriber.catch_up is None:
+            subscriber.close(CloseReason.ERROR)  # it reconnects with its last id, and catches up so
+        else:
+            subscriber.catch_up(behind.position())
 
     def _advance_due(self, batch: Batch, selected: Sequence[int]) -> bool:
         """Whether to end this chunk with an id-only frame: the batch ended on
@@ -174,17 +223,21 @@ class View:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        self.behind.pop(subscriber, None)
         waiting = self._waiting.pop(subscriber, None)
         if waiting is not None:
             waiting[1].cancel()
-        if not self.subscribers and not self._waiting:
+        if not self.subscribers and not self.behind and not self._waiting:
             self._unregister()
 
     def open_streams(self) -> list[Subscriber]:
-        return [*self.subscribers, *self._waiting]
+        return [*self.subscribers, *self.behind, *self._waiting]
+
+    def on_paths(self) -> tuple[Sequence[str], int, int]:
+        return self.subscription.topics, len(self.subscribers), len(self.behind)
 
     def close_all(self, reason: CloseReason) -> None:
-        for subscriber in (*self.subscribers, *self._waiting):
+        for subscriber in (*self.subscribers, *self.behind, *self._waiting):
             self.unsubscribe(subscriber)
             subscriber.close(reason)
 
@@ -217,50 +270,20 @@ class View:
         ]
 
     def _attach(self, subscriber: Subscriber, cursor: Cursor | None, notices: Sequence[bytes] = ()) -> None:
-        if cursor is not None and not self.replayable(cursor):
-            # Only after waiting: a ring moved past the cursor meanwhile. The
-            # client reconnects with the same id and catches up from Kafka.
-            subscriber.close(CloseReason.ERROR)
+        subscriber.push_backlog(notices)
+        if cursor is None:
+            self.subscribers.add(subscriber)
+            if self.filter:
+                subscriber.live_id = self.current_id
             return
-        backlog = list(notices)
-        if cursor is not None:
-            backlog.extend(self._replay(cursor))
-        subscriber.push_backlog(backlog)
-        self.subscribers.add(subscriber)
-        if self.filter:
-            subscriber.live_id = self.current_id
-
-    def _replay(self, cursor: Cursor) -> list[bytes]:
-        """What the ring has past ``cursor``, topic after topic, each id the
-        subscriber's own position; an id-only frame last if the filter skipped
-        records after the last one it kept."""
-        # From the client's own offsets (where another replica's cursor is ahead of
-        # this one in some partition its last id never goes backwards), with the
-        # partitions it predates at 0, so that its ids are the channel's frames' ids.
-        writers = [cursors.CursorWriter([*own, *[0] * (len(channel.position) - len(own))], tag)
-                   for channel, own, tag in zip(self.channels, cursor, self.tags, strict=True)]  # fmt: skip
-        frames: list[bytes] = []
-        skipped = False
-        for index, channel in enumerate(self.channels):
-            replayed = 0
-            writer = writers[index]
-            before, after = cursors.around(writers, index)
-            for entry in channel.ring.replay(cursor[index]):
-                own = writer.advance(entry.partition, entry.offset + 1)
-                kept, parsed = self.keeps(entry.record)
-                if not kept:
-                    skipped = True
-                    continue
-                skipped = False
-                replayed += 1
-                if self._own_frames and own.encode() == frame_id(entry.frame):
-                    frames.append(entry.frame)
-                else:
-                    frames.append(self.event(index, entry.record, before + own + after, parsed, entry))
-            channel.stats.events_delivered += replayed
-        if skipped:
-            frames.append(sse.format_id(cursors.stream_id(writers)))
-        return frames
+        # Fed from the rings' oldest entries on, each past the cursor (which may be
+        # another replica's, ahead of this one in some partitions), then live.
+        seqs = [channel.ring.first_seq for channel in self.channels]
+        behind = Behind(self, subscriber, seqs, cursor)
+        if not self.replayable(cursor):  # only after waiting: a ring moved past the cursor meanwhile
+            self.leave_rings(behind)
+            return
+        self._follow(behind)
 
     def event(
         self, index: int, record: KafkaRecord, id: str, parsed: ParsedRecord | None = None, entry: Entry | None = None

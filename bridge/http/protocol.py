@@ -20,6 +20,11 @@
   CPython, about 2.3 KiB of those two per idle stream. A deque is made only
   for a request that arrives pipelined, and the request's event is
   ``MessageEvent``, which holds at most one future.
+- **How much a client has yet to take** is in every request's scope
+  (``extensions["bridge.unsent"]``, http/stall.py): the stream's stall watch
+  reads it to tell a client that reads slowly from one that reads nothing,
+  and aborts the connection of one cut for it (a close would keep its
+  buffers until the client reads them, which it does not).
 - **Peers that vanish are found.** A browser whose machine or network went
   away sends no FIN: writes to it are buffered by the kernel and retransmitted
   for about 15 minutes (``tcp_retries2``). With ``TCP_USER_TIMEOUT`` the
@@ -37,6 +42,8 @@ from collections import deque
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from bridge.http.stall import UNSENT_EXTENSION, unsent_bytes
 
 MAX_HEAD_BYTES = 16 * 1024
 UNACKED_SECONDS = 30.0
@@ -113,6 +120,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         before = self.cycle
         if before is not None and not before.response_complete and not self.pipeline:
             self.pipeline = deque()  # this request came while the last one is answered: uvicorn queues it
+        extension: dict[object, object] = {"unsent": unsent_bytes(self.transport), "abort": self.transport.abort}
+        self.scope.setdefault("extensions", {})[UNSENT_EXTENSION] = extension
         super().on_headers_complete()
         if self.cycle is not before:  # a new request (not an upgrade): its cycle's event, before anyone waits
             self.cycle.message_event = MessageEvent()  # type: ignore[assignment]

@@ -10,15 +10,18 @@ scope (protocol.CONNECTION_LOST), so no task waits in ``receive()`` for
 only ``receive`` tells); under another server a listener task does.
 
 A client that resumes from further back than the ring has a third task, its
-catch-up, until it has joined the live view.
+catch-up, until it is back in its view; so has one that fell behind the live
+path further than the ring reaches (fanout/behind.py), each time it does.
 
 A stream serves a view (views.py): one or several topics, a filter, a format.
 On a filtered stream a heartbeat also carries the stream's id, so the
 client's last id moves past the records the filter skipped.
 
-The hub may also close the subscriber: for being slow (its outbox passed its
-bound, and the writer may be stuck in ``send`` on a full TCP window, so it is
-cancelled and the connection dropped), for a shutdown or a failed catch-up
+A stall watch (stall.py) closes the subscriber as slow once the client has
+taken no bytes for ``--stalled-client-seconds`` while some waited for it (the
+writer may be stuck in ``send`` on a full TCP window, so it is cancelled and
+the connection dropped); a client that reads slowly is fed at its pace and
+never cut. The hub may close it for a shutdown, a failed catch-up too
 (the stream ends cleanly and the browser reconnects). So does a timer when the
 client's token expires: a ``reauth`` event, then the stream ends cleanly; and
 the hub when a topic of the stream is deleted: a ``deleted`` event, then the end.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 
@@ -35,9 +39,10 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from bridge.fanout.channel import Resume
-from bridge.fanout.outbox import CloseReason, Subscriber
-from bridge.fanout.views import Cursor, View
+from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
+from bridge.fanout.views import View
 from bridge.http.protocol import CONNECTION_LOST
+from bridge.http.stall import StallWatch, scope_abort, scope_unsent
 from bridge.kafka.catchup import CatchUps, Since
 from bridge.wire import sse
 from bridge.wire.events import deleted_event, reauth_event
@@ -52,8 +57,8 @@ HEADERS = [
 
 
 class SlowClientDisconnect(Exception):
-    """Raised to make the server drop a connection whose client fell too far
-    behind; uvicorn closes the transport, and ``server`` keeps it out of the
+    """Raised to make the server drop a connection whose client stopped taking
+    bytes; uvicorn closes the transport, and ``server`` keeps it out of the
     error log."""
 
 
@@ -64,7 +69,7 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, view: View, start: Cursor | Since | None, catchups: CatchUps, *,
-                 outbox_bytes: int, heartbeat: float, retry_ms: int,
+                 outbox_bytes: int, heartbeat: float, retry_ms: int, stalled_client_seconds: float,
                  expires_at: float | None = None, notices: Sequence[bytes] = (),
                  on_close: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         self.status_code = 200
@@ -78,6 +83,8 @@ class EventStream(Response):
         self.catchups = catchups
         self.outbox_bytes = outbox_bytes
         self.heartbeat = heartbeat
+        self.stalled_client_seconds = stalled_client_seconds
+        self._watch: StallWatch | None = None  # while the stream runs
         self.expires_at = expires_at  # epoch seconds: the client's token ends then
         self.on_close = on_close  # after the stream has left its view: its topics are watched one stream less
         self.preamble = sse.format_retry(retry_ms) + sse.format_comment("kafka-sse-bridge")
@@ -87,7 +94,16 @@ class EventStream(Response):
         subscriber.push_backlog(self.notices)
         view, start = self.view, self.start
         every_stats = [channel.stats for channel in view.channels]
-        catchup = None
+        catchups: set[asyncio.Task[None]] = set()
+
+        def catch_up(start: Cursor | Since) -> None:
+            task = self.catchups.start(view, subscriber, start)
+            catchups.add(task)
+            task.add_done_callback(catchups.discard)
+
+        subscriber.catch_up = catch_up  # each time it falls behind further than the rings reach
+        self._watch = StallWatch(self.stalled_client_seconds, scope_unsent(scope),
+                                 functools.partial(subscriber.close, CloseReason.SLOW))  # fmt: skip
         resume: Resume | None = None
         if start is None:
             view.subscribe(subscriber, None)
@@ -96,7 +112,7 @@ class EventStream(Response):
             view.subscribe(subscriber, start)
         else:
             resume = Resume.SINCE if isinstance(start, Since) else Resume.KAFKA
-            catchup = asyncio.create_task(self.catchups.resume(view, subscriber, start))
+            catch_up(start)
         for stats in every_stats:
             stats.streams_opened += 1
             if resume is not None:
@@ -121,9 +137,10 @@ class EventStream(Response):
             reason = subscriber.close(CloseReason.ERROR)
             if expiry is not None:
                 expiry.cancel()
+            self._watch.stop()
             view.unsubscribe(subscriber)
             listener = lost if isinstance(lost, asyncio.Task) else None  # the protocol's future is the connection's
-            for task in (writer, listener, catchup):
+            for task in (writer, listener, *catchups):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -132,6 +149,11 @@ class EventStream(Response):
                 stats.streams_closed[reason] += 1
             self.on_close()
         if reason is CloseReason.SLOW:
+            # Aborted, not closed: a close keeps the buffers until the client reads them, and a client
+            # that took nothing for the bound does not; it resumes from the last id it did read.
+            abort = scope_abort(scope)
+            if abort is not None:
+                abort()
             raise SlowClientDisconnect
         if reason is CloseReason.TOKEN_EXPIRED:
             await self._send(send, {"type": "http.response.body", "body": TOKEN_EXPIRED, "more_body": False})
@@ -159,8 +181,13 @@ class EventStream(Response):
         return HEARTBEAT + sse.format_id(subscriber.live_id())
 
     async def _send(self, send: Send, message: Message) -> None:
+        watch = self._watch
         try:
+            if watch is not None:
+                watch.before_send()
             await send(message)
+            if watch is not None:
+                watch.after_send(len(message.get("body", b"")))
         except BaseException:
             # An OSError, or the writer cancelled mid-send: the hub cut a slow client stuck on a full TCP window.
             self.stats.send_failures += 1

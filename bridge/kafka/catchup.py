@@ -11,9 +11,18 @@ reader's position in every topic, the client subscribes to its view, which
 replays the rest from the rings and goes live. That last step does not await, so no record
 can fall between Kafka and the ring: no gap, no duplicate.
 
+The same path serves a stream that fell behind the live path further than
+its rings reach (fanout/behind.py): it is caught up from the cursor of the
+last event it was given, then goes back through the rings to live.
+
 At most ``max_catchups`` readers run at once; other clients wait their turn
 with their stream open and heartbeats flowing. A reader reads no faster than
-its client takes the events.
+its client takes the events, and at most ``FETCH_BYTES`` per fetch. While
+others wait, a reader whose client has not taken what it read within
+``YIELD_SECONDS`` gives up its slot and its consumer, so slow clients cannot
+hold every slot: once its client has taken it all, it waits its turn again
+and goes on from where it was. A client that takes nothing at all is cut by
+its stream (http/stall.py), which ends the reader too.
 
 Offsets below what Kafka still retains are reported with a ``gap`` event
 (``{"topic", "partitions": [{"partition", "requested", "first_available"}]}``)
@@ -26,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,8 +47,8 @@ from aiokafka.errors import OffsetOutOfRangeError
 from bridge.config import Settings
 from bridge.fanout.channel import Channel, Resume
 from bridge.fanout.latency import DeliveryLatency
-from bridge.fanout.outbox import CloseReason, Subscriber
-from bridge.fanout.views import Cursor, View
+from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
+from bridge.fanout.views import View
 from bridge.kafka.decoding import SchemaTopics
 from bridge.kafka.registry import SchemaRegistry
 from bridge.kafka.source import FETCH_MAX_WAIT_MS
@@ -53,8 +63,10 @@ MAX_TIMESTAMP_MS = 2**63 - 1
 # Records encoded between two awaits: aiokafka would hand over a whole fetch
 # (hundreds of thousands), stalling every other connection for the encoding.
 BATCH_RECORDS = 5000
-# A client that takes no catch-up event for this long holds a reader slot for nothing.
-STALLED_CLIENT_SECONDS = 30.0
+# Bytes a reader fetches at once (aiokafka's default is 50 MB): a reader's memory is about this, and its events.
+FETCH_BYTES = 4 * 1024 * 1024
+# How long a reader waits for its client to take what it read before it lets a waiting one have its slot.
+YIELD_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,47 +102,63 @@ class CatchUps:
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot
-        self._subscribers: set[Subscriber] = set()
+        # the stream's view, and the catch-up's own task: a stream that falls behind again
+        # may start its next catch-up while the last one still stops its consumer
+        self._subscribers: dict[Subscriber, tuple[View, asyncio.Task[None]]] = {}
 
-    async def resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
-        """Bring ``subscriber`` from ``start`` to the live view. Failures
+    def start(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> asyncio.Task[None]:
+        """Bring ``subscriber`` from ``start`` to its view, in a task. Failures
         end the stream cleanly; the browser reconnects with its last id."""
-        self._subscribers.add(subscriber)  # from now on, so a shutdown ends it while it waits for a slot too
+        task = asyncio.create_task(self._catch_up(view, subscriber, start))
+        self._subscribers[subscriber] = (view, task)  # from now on, so a shutdown ends it while it waits for a slot
+        return task
+
+    async def _catch_up(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
         try:
-            self.waiting += 1
-            try:
-                await self._slots.acquire()
-            finally:
-                self.waiting -= 1
-            self.running += 1
-            try:
-                await self._resume(view, subscriber, start)
-            finally:
-                self.running -= 1
-                self._slots.release()
+            resume: Cursor | Since | None = start
+            while resume is not None:
+                self.waiting += 1
+                try:
+                    await self._slots.acquire()
+                finally:
+                    self.waiting -= 1
+                self.running += 1
+                try:
+                    resume = await self._resume(view, subscriber, resume)
+                finally:
+                    self.running -= 1
+                    self._slots.release()
+                if resume is not None:  # it gave up its slot: its client takes what was read, then it waits again
+                    await subscriber.drained()
         except Exception:
             logger.exception("catch-up on %s failed; the client will reconnect", ",".join(view.subscription.topics))
             subscriber.close(CloseReason.ERROR)
         finally:
-            self._subscribers.discard(subscriber)
+            if self._subscribers.get(subscriber, (None, None))[1] is asyncio.current_task():
+                del self._subscribers[subscriber]
 
-    async def _resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> None:
+    async def _resume(self, view: View, subscriber: Subscriber, start: Cursor | Since) -> Cursor | None:
+        """None once in the view (or closed); else where to go on from, the slot given up."""
         if subscriber.reason is not None:
-            return
+            return None
         consumer = AIOKafkaConsumer(
             **self._kafka, group_id=None, enable_auto_commit=False, isolation_level=self._isolation_level,
             # "none": records deleted under the reader raise, so the client hears of the gap
-            auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            auto_offset_reset="none", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, fetch_max_bytes=FETCH_BYTES,
         )  # fmt: skip
         try:
             await consumer.start()
-            await _Reader(consumer, view, subscriber, start, self._schemas).run()
+            return await _Reader(consumer, view, subscriber, start, self._schemas, lambda: self.waiting > 0).run()
         finally:
             await consumer.stop()
 
     def open_streams(self) -> list[Subscriber]:
         """The streams still catching up or waiting to (they are in no channel yet)."""
         return list(self._subscribers)
+
+    def streams_per_topic(self) -> Counter[str]:
+        """Per topic, the streams over it catching up or waiting to."""
+        return Counter(topic for view, _ in self._subscribers.values() for topic in view.subscription.topics)
 
     def close_all(self, reason: CloseReason) -> None:
         for subscriber in tuple(self._subscribers):
@@ -141,8 +169,9 @@ class _Reader:
     """One client's catch-up: its position in every topic of its view."""
 
     def __init__(self, consumer: AIOKafkaConsumer, view: View, subscriber: Subscriber, start: Cursor | Since,
-                 schemas: SchemaTopics) -> None:  # fmt: skip
+                 schemas: SchemaTopics, contended: Callable[[], bool]) -> None:  # fmt: skip
         self.consumer = consumer
+        self.contended = contended  # other clients wait for a slot
         self.schemas = schemas
         self.view = view
         self.subscriber = subscriber
@@ -157,22 +186,23 @@ class _Reader:
             return tuple(map(tuple, self.positions))
         return tuple((*known, *start[index][len(known) :]) for index, known in enumerate(self.positions))
 
-    async def run(self) -> None:
+    async def run(self) -> Cursor | None:
+        """None once in the view (or closed); the cursor to go on from if it gave up its slot."""
         consumer, view, subscriber = self.consumer, self.view, self.subscriber
         delivered = 0
         while True:
             if any(channel.deleted for channel in view.channels):
                 subscriber.close(CloseReason.TOPIC_DELETED)
-                return
+                return None
             await self._assign_new_partitions()
             if subscriber.reason is not None:
-                return
+                return None
             if view.replayable(self.positions):
                 logger.info("catch-up on %s read %d record(s) from Kafka, joins live at %s",
                             ",".join(view.subscription.topics), delivered,
                             cursors.encode_streams(self.cursor(), view.tags))  # fmt: skip
                 view.subscribe(subscriber, self.cursor())
-                return
+                return None
             # Partitions read up to the live position wait; the others are fetched.
             caught_up = {
                 TopicPartition(channel.topic, p)
@@ -200,10 +230,9 @@ class _Reader:
                 frames.append(sse.format_id(cursors.encode_streams(self.cursor(), view.tags)))
             if frames:
                 subscriber.push_backlog(frames)
-                try:
-                    await asyncio.wait_for(subscriber.drained(), STALLED_CLIENT_SECONDS)
-                except TimeoutError:
-                    subscriber.close(CloseReason.SLOW)  # it holds a slot and a consumer: let it reconnect
+                while not await subscriber.drained(YIELD_SECONDS):
+                    if self.contended():
+                        return self.cursor()
 
     def _partition_of(self, tp: TopicPartition) -> tuple[Channel, list[int]]:
         index = self.index[tp.topic]

@@ -45,6 +45,11 @@ async def test_delivery_subscribers_ring_and_lag(bridge: BridgeProcess, cluster:
             ),
         )
         assert metrics.value("subscribers", topic=topic) == 2
+        assert metrics.value("subscribers_live", topic=topic) == 2
+        for source in ("ring", "kafka"):
+            assert metrics.value("subscribers_behind", topic=topic, source=source) == 0
+        assert metrics.value("fell_behind_total", topic=topic) == 0
+        assert metrics.value("rejoined_live_total", topic=topic) == 0
         assert metrics.value("streams_opened_total", topic=topic) == 2
         assert metrics.value("events_delivered_total", topic=topic) == 2 * len(values)
         assert metrics.value("records_consumed_total", topic=topic) == len(values)
@@ -138,6 +143,7 @@ async def test_catch_ups_running_and_waiting(start_bridge: StartBridge, cluster:
     async with open_stream(bridge.url, topic, last_event_id="0.0.0") as waiting:
         metrics = await eventually(bridge, lambda m: m.value("catchups_waiting") == 1)
         assert metrics.value("catchups_in_progress") == 1
+        assert metrics.value("subscribers_behind", topic=topic, source="kafka") == 2  # reading, and waiting
         assert metrics.value("subscribers", topic=topic) == 2
         stalled.close()
         await stalled.wait_closed()
@@ -148,7 +154,7 @@ async def test_catch_ups_running_and_waiting(start_bridge: StartBridge, cluster:
 
 
 async def test_a_slow_client_is_counted(start_bridge: StartBridge, cluster: Cluster, topic: str) -> None:
-    bridge: BridgeProcess = await start_bridge(outbox_bytes="1048576")
+    bridge: BridgeProcess = await start_bridge(outbox_bytes="1048576", stalled_client_seconds="2")
     await bridge.wait_for_topic(topic, 3)
     stalled = await stalled_reader(bridge, topic)
     await eventually(bridge, lambda m: m.value("subscribers", topic=topic) == 1)
@@ -157,6 +163,9 @@ async def test_a_slow_client_is_counted(start_bridge: StartBridge, cluster: Clus
     stalled.close()
     await stalled.wait_closed()
     assert metrics.value("subscribers", topic=topic) == 0
+    assert (metrics.value("fell_behind_total", topic=topic) or 0) >= 1  # its outbox filled before it was cut
+    assert metrics.value("subscribers_behind", topic=topic, source="ring") == 0
+    assert metrics.value("subscribers_behind", topic=topic, source="kafka") == 0
     # cut while its writer was blocked in send
     assert (metrics.value("send_failures_total") or 0) >= 1
     # the cut can come before the reader's last batch: the reader still takes every record

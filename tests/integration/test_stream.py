@@ -4,6 +4,7 @@ as users start it; resume from the ring buffer is exact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -16,9 +17,12 @@ import pytest
 from bridge.wire import cursor as cursors
 from tests.support.bridgeproc import BridgeProcess, dechunk, open_stream, untagged
 from tests.support.cluster import Cluster, unique_topic
+from tests.support.scrape import eventually
 from tests.support.sseparse import Event, Parser
 
 pytestmark = pytest.mark.kafka
+
+STALLED_SECONDS = 2
 
 
 def numbered(count: int, start: int = 0) -> list[bytes]:
@@ -195,7 +199,7 @@ async def test_cursor_past_the_end_is_reported_with_a_reset_event(bridge: Bridge
 async def test_slow_subscriber_is_disconnected_while_a_fast_one_keeps_up(
     start_bridge: Callable[..., Any], cluster: Cluster, topic: str
 ) -> None:
-    bridge = await start_bridge(outbox_bytes="1048576")
+    bridge = await start_bridge(outbox_bytes="1048576", stalled_client_seconds=str(STALLED_SECONDS))
     await bridge.wait_for_topic(topic, 3)
     # A client that does not read: once the socket buffers are full the server's send blocks.
     # (A receive buffer smaller than loopback's 32 KiB MSS would stall TCP itself, so keep the default.)
@@ -207,12 +211,19 @@ async def test_slow_subscriber_is_disconnected_while_a_fast_one_keeps_up(
     async with open_stream(bridge.url, topic) as fast:
         await cluster.produce(topic, values)
         received = await fast.events(len(values), timeout=60)
+        # It has taken nothing since the socket buffers filled: cut within the bound and a
+        # quarter, counted once, while the fast one is not (it fell behind at most, and caught up).
+        metrics = await eventually(bridge, lambda m: m.value("streams_closed_total", topic=topic, reason="slow") == 1,
+                                   timeout=30)  # fmt: skip
     assert len({event.data for event in received}) == len(values)
-    # The slow connection was closed by the server: reading now drains what was
-    # buffered and then meets EOF, and what it got has no hole.
+    assert (metrics.value("fell_behind_total", topic=topic) or 0) >= 1
+    assert metrics.value("subscribers_live", topic=topic) == 1
+    # The slow connection was dropped by the server: reading now gets what had
+    # reached this side and then meets its end, and what it got has no hole.
     raw, deadline = b"", time.monotonic() + 30
-    while chunk := await asyncio.wait_for(reader.read(65536), max(0.01, deadline - time.monotonic())):
-        raw += chunk  # a TimeoutError here means the server never closed the slow connection
+    with contextlib.suppress(ConnectionResetError):  # aborted: what was not yet read may be gone
+        while chunk := await asyncio.wait_for(reader.read(65536), max(0.01, deadline - time.monotonic())):
+            raw += chunk  # a TimeoutError here means the server never closed the slow connection
     writer.close()
     body = dechunk(raw.split(b"\r\n\r\n", 1)[1])
     got = [event.data for event in Parser().feed(body)]

@@ -1,19 +1,18 @@
 """A hundred clients that stop reading (their TCP windows full) are cut once
-their outbox bound is reached, while fast clients get every record, and the
-bridge's memory stays within what the bounds allow."""
+they have taken nothing for the stall bound, while fast clients get every
+record, and the bridge's memory stays within what the bounds allow."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.support.bridgeproc import BridgeProcess, open_stream
+from tests.support.bridgeproc import BridgeProcess, open_stream, rss_mb
 from tests.support.scrape import scrape
 
 pytestmark = pytest.mark.kafka
@@ -24,13 +23,7 @@ OUTBOX_BYTES = 256 * 1024
 ROUND_RECORDS = 400
 VALUE_BYTES = 4000
 MAX_ROUNDS = 40  # 64 MB at most
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(field)
+STALLED_SECONDS = 2
 
 
 async def stuck_client(port: int, topic: str) -> socket.socket:
@@ -50,7 +43,8 @@ async def slow_closed(bridge: BridgeProcess, topic: str) -> int:
 async def test_stuck_clients_are_cut_fast_ones_get_everything_memory_stays_bounded(
     start_bridge: Callable[..., Any], cluster: Any, topic: str
 ) -> None:
-    bridge = await start_bridge(outbox_bytes=str(OUTBOX_BYTES), ring_records="200", max_connections_per_ip="1000")
+    bridge = await start_bridge(outbox_bytes=str(OUTBOX_BYTES), ring_records="200", max_connections_per_ip="1000",
+                                stalled_client_seconds=str(STALLED_SECONDS))  # fmt: skip
     await bridge.wait_for_topic(topic, 3)
     assert bridge.process is not None
     pid = bridge.process.pid

@@ -57,6 +57,10 @@ StartBridge = Callable[..., Any]
 # the one list the dashboard is checked against.
 METRICS: dict[str, frozenset[str]] = {
     "kafka_sse_bridge_subscribers": frozenset({"topic"}),
+    "kafka_sse_bridge_subscribers_live": frozenset({"topic"}),
+    "kafka_sse_bridge_subscribers_behind": frozenset({"topic", "source"}),
+    "kafka_sse_bridge_fell_behind_total": frozenset({"topic"}),
+    "kafka_sse_bridge_rejoined_live_total": frozenset({"topic"}),
     "kafka_sse_bridge_streams_opened_total": frozenset({"topic"}),
     "kafka_sse_bridge_streams_closed_total": frozenset({"topic", "reason"}),
     "kafka_sse_bridge_events_delivered_total": frozenset({"topic"}),
@@ -495,12 +499,14 @@ def test_lb_cert_makes_a_self_signed_certificate_once_and_keeps_it(tmp_path: Pat
     assert (ours / "tls.crt").read_bytes() != first
 
 
-SMALL_OUTBOX = 64 * 1024  # so that a browser that stops reading is cut after a few MB, not hundreds
+SMALL_OUTBOX = 64 * 1024  # so that a browser that stops reading holds a few MB, not hundreds
+STALLED_SECONDS = 2  # and is cut soon after it took nothing more
 
 
 @pytest.fixture
 async def replicas(start_bridge: StartBridge, topic: str) -> list[BridgeProcess]:
-    started: list[BridgeProcess] = [await start_bridge(outbox_bytes=str(SMALL_OUTBOX)) for _ in range(2)]
+    flags = {"outbox_bytes": str(SMALL_OUTBOX), "stalled_client_seconds": str(STALLED_SECONDS)}
+    started: list[BridgeProcess] = [await start_bridge(**flags) for _ in range(2)]
     for replica in started:
         await replica.wait_for_topic(topic, 3)
     return started
@@ -603,8 +609,9 @@ async def test_a_browser_that_stops_reading_behind_nginx_is_cut_by_the_bridge(
 ) -> None:
     """nginx does not soak up a stream for a browser that stopped reading
     (buffering would: in memory, then in temp files up to 1 GB a connection);
-    the bridge sees the browser fall behind and cuts it after --outbox-bytes,
-    and the browser resumes from its last id (the bridge's slow-client rule)."""
+    the bridge sees the browser take nothing and cuts it after
+    --stalled-client-seconds, and the browser resumes from its last id (the
+    bridge's slow-client rule)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", lb.port)
     try:
         writer.write(f"GET /sse/{topic} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())

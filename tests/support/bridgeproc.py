@@ -26,6 +26,14 @@ from tests.support.sseparse import Event, Parser
 TAGS = re.compile(cursors.TAG_SEPARATOR + cursors.TAG.pattern)
 
 
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (``VmHWM``: at its peak), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(field)
+
+
 def untagged(id: str) -> str:
     """An event id without its topics' tags: the offsets alone, as tests compute them."""
     return TAGS.sub("", id)

@@ -41,7 +41,8 @@ async def main(unacked: float, heartbeat: float, wait: float) -> float | None:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            stream = EventStream(view, None, catchups, outbox_bytes=65536, heartbeat=heartbeat, retry_ms=1000)
+            stream = EventStream(view, None, catchups, outbox_bytes=65536, heartbeat=heartbeat, retry_ms=1000,
+                                 stalled_client_seconds=settings.stalled_client_seconds)  # fmt: skip
             await stream(scope, receive, send)
 
     sock = listening_socket("127.0.0.1", 0, unacked_seconds=unacked)

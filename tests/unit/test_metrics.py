@@ -49,15 +49,22 @@ async def test_a_live_batch_counts_its_events_once_per_subscriber_that_took_it()
         plain(topic).subscribe(subscriber, None)
     topic.publish([Record(0, 0, b"a"), Record(1, 0, b"b")])
     assert topic.stats.events_delivered == 2 * 3
-    topic.publish([Record(0, 1, b"x" * 2048)])  # slow had not taken the first batch: it is cut, not handed this one
-    assert slow.reason is CloseReason.SLOW
+    topic.publish([Record(0, 1, b"x" * 2048)])  # slow had not taken the first batch: it falls behind, not handed this
+    assert slow in plain(topic).behind
     assert topic.stats.events_delivered == 2 * 3 + 1 * 2
+    assert (topic.stats.fell_behind, topic.stats.rejoined_live) == (1, 0)
+    assert await slow.take(1)
+    assert await slow.take(1)
+    assert topic.stats.events_delivered == 2 * 3 + 1 * 3
+    assert (topic.stats.fell_behind, topic.stats.rejoined_live) == (1, 1)
 
 
 async def test_a_replay_counts_the_events_it_replays() -> None:
     topic = channel()
     topic.publish([Record(0, 0, b"a"), Record(1, 0, b"b"), Record(0, 1, b"c")])
-    plain(topic).subscribe(Subscriber(limit=1 << 20), ((1, 0),))
+    subscriber = Subscriber(limit=1 << 20)
+    plain(topic).subscribe(subscriber, ((1, 0),))
+    assert await subscriber.take(1)
     assert topic.stats.events_delivered == 2
 
 

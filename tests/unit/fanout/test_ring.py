@@ -46,17 +46,29 @@ def test_coverage() -> None:
     assert ring.uncovered((0,)) == [(0, 0, 11), (1, 0, 21)]
 
 
-def test_replay_selects_per_partition_offsets() -> None:
-    ring = filled(max_records=6)
-    replayed = [(e.partition, e.offset) for e in ring.replay((12, 21))]
-    assert replayed == [(1, 21), (1, 22), (0, 12)]
-    assert ring.replay((13, 23)) == []
+def test_entries_are_numbered_and_read_from_a_number() -> None:
+    ring = filled(max_records=4)  # six appended, numbers 0 to 5; 0 and 1 evicted
+    assert (ring.first_seq, ring.next_seq) == (2, 6)
+    assert [(e.partition, e.offset) for e in ring.since(3)] == [(1, 21), (1, 22), (0, 12)]
+    assert list(ring.since(6)) == []
+    assert [e.offset for e in ring.newest(2)] == [12, 22]
+
+
+def test_numbers_survive_the_compaction_of_evicted_entries() -> None:
+    ring = RingBuffer([0], max_records=3, max_bytes=1 << 20, budget=RingBudget(1 << 30))
+    for offset in range(5000):  # several compactions of the list
+        ring.append(entry(0, offset))
+    assert (ring.first_seq, ring.next_seq) == (4997, 5000)
+    assert [e.offset for e in ring.since(4998)] == [4998, 4999]
+    assert [e.offset for e in ring.newest(5)] == [4999, 4998, 4997]
+    assert ring.start == [4997]
 
 
 def test_zero_capacity_ring_covers_only_the_live_position() -> None:
     ring = RingBuffer([5], max_records=0, max_bytes=0, budget=RingBudget(1 << 30))
     ring.append(entry(0, 5))
     assert len(ring) == 0
+    assert ring.first_seq == ring.next_seq == 1
     assert ring.uncovered((6,)) == []
     assert ring.uncovered((5,)) == [(0, 5, 6)]
 
