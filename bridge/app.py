@@ -173,6 +173,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def event_stream(request: Request, topics: Sequence[str], raw_id: str | None, since: str | None,
                            format: Format | None) -> EventStream | JSON:  # fmt: skip
+        if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
+            # Nothing reads a stream request's body: uvicorn would stop reading the
+            # connection once 64 KiB of it wait, and with it the client's going away.
+            return error_response(400, "body_not_allowed", "a stream request (GET) has no body")
         access = authorizer.authorize(request, topics)
         if (refused := unknown_topic(topics, source.partitions)) is not None:
             return refused

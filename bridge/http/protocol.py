@@ -47,7 +47,9 @@ from bridge.http.stall import UNSENT_EXTENSION, unsent_bytes
 
 MAX_HEAD_BYTES = 16 * 1024
 UNACKED_SECONDS = 30.0
-CONNECTION_LOST = "kafka_sse_bridge.connection_lost"  # scope["extensions"][CONNECTION_LOST]["future"]
+# scope["extensions"][CONNECTION_LOST]["future"], the connection's (shared by its requests): wait
+# for it with asyncio.wait or shield, since cancelling an await of it would cancel it for all.
+CONNECTION_LOST = "kafka_sse_bridge.connection_lost"
 
 
 def _json_response(status_line: bytes, error: str, message: str) -> bytes:
@@ -58,7 +60,7 @@ def _json_response(status_line: bytes, error: str, message: str) -> bytes:
 
 class MessageEvent:
     """What uvicorn's request cycle uses of an ``asyncio.Event`` (set, clear,
-    is_set, wait: one ``receive()`` waits at a time), without its deque."""
+    is_set, wait), without its deque: one future, shared by its waiters."""
 
     __slots__ = ("_flag", "_waiter")
 
@@ -81,7 +83,8 @@ class MessageEvent:
         if not self._flag:
             if self._waiter is None or self._waiter.done():
                 self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+            # Shielded: cancelling one waiter (Starlette's disconnect probe does) must not cancel the others'.
+            await asyncio.shield(self._waiter)
         return True
 
 

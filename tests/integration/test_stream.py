@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -182,6 +182,22 @@ async def test_unknown_internal_and_malformed_requests_get_json_errors(bridge: B
                 assert response.status_code == 400, bad
                 assert response.headers["content-type"] == "application/json"
                 assert response.json()["error"] in {"bad_event_id", "bad_request"}
+
+
+async def test_a_stream_request_with_a_body_is_refused(bridge: BridgeProcess, topic: str) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no length known: sent chunked
+        for _ in range(3):
+            yield b"x" * 1000
+
+    # A body nobody reads would stop uvicorn reading the connection (and hearing the client leave).
+    async with httpx.AsyncClient(base_url=bridge.url) as client, asyncio.timeout(20):
+        sized = await client.request("GET", f"/sse/{topic}", content=b"x" * 70_000)
+        chunked = await client.request("GET", f"/sse?topic={topic}", content=chunks())
+        for response in (sized, chunked):
+            assert response.status_code == 400
+            assert response.json()["error"] == "body_not_allowed"
+        async with client.stream("GET", f"/sse/{topic}", headers={"content-length": "0"}) as empty:
+            assert empty.status_code == 200
 
 
 async def test_cursor_past_the_end_is_reported_with_a_reset_event(bridge: BridgeProcess, cluster: Cluster,

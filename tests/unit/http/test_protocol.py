@@ -22,7 +22,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["path"] == "/hold":  # as a stream: waits for the connection to go, never calls receive()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"held", "more_body": True})
-        await scope["extensions"][CONNECTION_LOST]["future"]
+        await asyncio.shield(scope["extensions"][CONNECTION_LOST]["future"])
         lost_seen.append(scope["path"])
         return
     body = b""
@@ -102,3 +102,14 @@ async def test_message_event_wakes_its_waiter_and_survives_a_cancelled_one() -> 
     assert await event.wait() is True  # set: at once
     event.clear()
     assert not event.is_set()
+
+
+async def test_message_event_waiters_outlive_one_of_them_cancelled() -> None:
+    event = MessageEvent()
+    first, second = asyncio.create_task(event.wait()), asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    event.set()
+    async with asyncio.timeout(5):
+        assert await second is True
