@@ -75,10 +75,14 @@ class Behind:
             channel = view.channels[index]
             seq, ring, writer = self.seqs[index], channel.ring, self.cursor[index]
             if seq < ring.first_seq:
-                if frames:  # these first; the next call finds the ring moved on
+                if not ring.uncovered(writer.offsets):
+                    # only entries it had are gone (it starts from the ring's oldest): read on from there
+                    seq = ring.first_seq
+                elif frames:  # these first; the next call finds the ring moved on
                     break
-                view.leave_rings(self)
-                return b""
+                else:
+                    view.leave_rings(self)
+                    return b""
             head, tail = cursors.around(self.cursor, index)  # the other topics do not move meanwhile
             given = 0
             offsets = writer.offsets

@@ -164,3 +164,22 @@ async def test_behind_on_several_topics_a_busy_topic_does_not_starve_the_others(
 def events(data: bytes | None) -> list[Event]:
     assert data is not None
     return Parser().feed(data)
+
+
+async def test_a_stream_the_ring_still_covers_stays_on_the_ring_when_older_entries_go() -> None:
+    # It starts from the ring's oldest entry; entries it does not need (below its cursor) given up
+    # before its first take must not send it to Kafka: back from a catch-up, it would go straight back
+    # there (a slot, a consumer, no record read) each time a publish came first, as in a burst.
+    bridge = hub(ring_records=10)
+    view = bridge.view(Subscription.of(["a"]))
+    channel = bridge.channels["a"]
+    channel.publish([record(offset) for offset in range(10)])
+    subscriber = Subscriber(limit=1 << 20)
+    asked: list[Cursor] = []
+    subscriber.catch_up = asked.append
+    view.subscribe(subscriber, ((5, 0),))  # covered: offsets 5.. are in the ring
+    channel.publish([record(offset) for offset in range(10, 13)])  # gives up offsets 0..2, which it had
+    got, _ = await drain(subscriber, Parser())
+    assert asked == []
+    assert [orjson.loads(event.data)["n"] for event in got] == list(range(5, 13))
+    assert subscriber in view.subscribers
