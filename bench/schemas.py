@@ -134,7 +134,7 @@ async def run(records: int, rounds: int) -> None:
 async def fan_out(client: SchemaRegistry, settings: Settings, avro_values: Sequence[bytes], rounds: int) -> None:
     plain_json = [orjson.dumps(reading(n)) for n in range(len(avro_values))]  # the same readings, as JSON
     hub = Hub(ring_records=10_000, ring_bytes=1 << 30, ring_total_bytes=1 << 30, type_header=None)
-    decoded_topics = SchemaTopics(settings, client, hub.latency)
+    decoded_topics = SchemaTopics(settings, client)
     channels = {name: hub.open_channel(name, (0,)) for name in (TOPIC, "bench-json")}
     subscribers = []
     for name in channels:

@@ -66,7 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
               ahead_wait=ahead_wait)  # fmt: skip
     kafka = client_options(settings)  # reads the password and TLS files: a bad one fails start-up
     schema_registry = SchemaRegistry(settings)  # reads its secret files: a bad one fails start-up
-    schemas = SchemaTopics(settings, schema_registry, hub.latency)
+    schemas = SchemaTopics(settings, schema_registry)
     source = KafkaSource(settings, hub, kafka, schemas)
     catchups = CatchUps(settings, kafka, schemas)
     registry = create_registry(hub, source, catchups, schemas)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bridge.fanout.batch import Batch
+from bridge.fanout.latency import DeliveryLatency
 from bridge.fanout.outbox import CloseReason, Subscriber
 from bridge.fanout.ring import Entry, RingBudget, RingBuffer
 from bridge.wire import cursor as cursors
@@ -78,8 +79,9 @@ class Channel:
 
     def __init__(self, topic: str, start: Sequence[int], *, ring_records: int, ring_bytes: int,
                  type_header: str | None, budget: RingBudget, stats: TopicStats | None = None,
-                 tag: str = "") -> None:  # fmt: skip
+                 tag: str = "", latency: DeliveryLatency | None = None) -> None:  # fmt: skip
         self.topic = topic
+        self.latency = latency  # the hub's: how late the live records it publishes are
         self.tag = tag  # of the topic's Kafka id, in every event id (cursor.py)
         self.deleted = False  # the topic was deleted: its streams end with a deleted event
         self.ids = cursors.CursorWriter(start, tag)  # the position, and its id kept encoded
@@ -128,3 +130,5 @@ class Channel:
         # ring, so it must not get the live chunk as well.
         for view in views:
             view.attach_caught_up()
+        if self.latency is not None:
+            self.latency.published(records)

@@ -35,7 +35,8 @@ class Hub:
     def open_channel(self, topic: str, start: Sequence[int], tag: str = "") -> Channel:
         stats = self.stats.setdefault(topic, TopicStats())
         channel = Channel(topic, start, ring_records=self._ring_records, ring_bytes=self._ring_bytes,
-                          type_header=self._type_header, budget=self.budget, stats=stats, tag=tag)  # fmt: skip
+                          type_header=self._type_header, budget=self.budget, stats=stats, tag=tag,
+                          latency=self.latency)  # fmt: skip
         self.channels[topic] = channel
         return channel
 

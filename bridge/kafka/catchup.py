@@ -46,7 +46,6 @@ from aiokafka.errors import OffsetOutOfRangeError
 
 from bridge.config import Settings
 from bridge.fanout.channel import Channel, Resume
-from bridge.fanout.latency import DeliveryLatency
 from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.views import View
 from bridge.kafka.decoding import SchemaTopics
@@ -98,7 +97,7 @@ class CatchUps:
         self._kafka = kafka  # client.client_options: brokers, SASL, TLS
         self._isolation_level = settings.isolation_level  # as the live reader's: the same records
         # without: as the settings say (no --schema-topics, no decoding)
-        self._schemas = schemas or SchemaTopics(settings, SchemaRegistry(settings), DeliveryLatency())
+        self._schemas = schemas or SchemaTopics(settings, SchemaRegistry(settings))
         self._slots = asyncio.Semaphore(settings.max_catchups)
         self.running = 0
         self.waiting = 0  # for a slot

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 from bridge.config import Settings
 from bridge.fanout.channel import Channel
-from bridge.fanout.latency import DeliveryLatency
 from bridge.kafka.registry import SchemaRegistry
 from bridge.wire.decoded import DecodedRecord, Undecodable
 from bridge.wire.events import KafkaRecord
@@ -38,10 +37,9 @@ class _NotInMemory(Exception):
 
 
 class SchemaTopics:
-    def __init__(self, settings: Settings, registry: SchemaRegistry, latency: DeliveryLatency) -> None:
+    def __init__(self, settings: Settings, registry: SchemaRegistry) -> None:
         self._settings = settings
         self.registry = registry
-        self._latency = latency  # the hub's: every live batch is published here
         self._queues: dict[str, deque[Sequence[KafkaRecord]]] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self.undecodable: dict[tuple[str, str], int] = {}  # (topic, reason) → records, for the metrics
@@ -58,7 +56,7 @@ class SchemaTopics:
         """``channel.publish(records)``, decoded first for a schema topic; never awaits."""
         topic = channel.topic
         if not self.applies(topic):
-            self._publish(channel, records)
+            channel.publish(records)
             return
         queue = self._queues.get(topic)
         if queue is None:
@@ -67,7 +65,7 @@ class SchemaTopics:
             except _NotInMemory:
                 pass
             else:
-                self._publish(channel, decoded)
+                channel.publish(decoded)
                 return
             queue = self._queues[topic] = deque()
             drain = asyncio.create_task(self._drain(channel, queue), name=f"schema-topic-{topic}")
@@ -83,14 +81,10 @@ class SchemaTopics:
                 # A reassignment seeks the reader back to the channel's position, which is
                 # behind this queue: what it read again is here already.
                 fresh = [r for r in records if r.offset >= channel.position[r.partition]]
-                self._publish(channel, self._decode(channel.topic, fresh, schemas.__getitem__))
+                channel.publish(self._decode(channel.topic, fresh, schemas.__getitem__))
                 queue.popleft()
         finally:
             del self._queues[channel.topic]
-
-    def _publish(self, channel: Channel, records: Sequence[KafkaRecord]) -> None:
-        channel.publish(records)
-        self._latency.published(records)
 
     async def decode(self, topic: str, records: Sequence[KafkaRecord]) -> Sequence[KafkaRecord]:
         """``records`` as a catch-up serves them: decoded for a schema topic."""
