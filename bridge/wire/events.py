@@ -55,20 +55,24 @@ class KafkaRecord(Protocol):
     def timestamp(self) -> int: ...  # epoch milliseconds
 
 
+def header_value(headers: Sequence[tuple[str, bytes]] | None, name: str) -> bytes | None:
+    """The value of the first header called ``name``."""
+    for header, value in headers or ():
+        if header == name:
+            return value
+    return None
+
+
 def event_type_from_headers(headers: Sequence[tuple[str, bytes]], type_header: str | None) -> str | None:
-    if type_header is None:
+    if type_header is None or (raw := header_value(headers, type_header)) is None:
         return None
-    for name, raw in headers:
-        if name != type_header:
-            continue
-        try:
-            candidate = raw.decode()
-        except UnicodeDecodeError:
-            return None
-        usable = 0 < len(candidate) <= MAX_TYPE_LENGTH and candidate not in RESERVED_TYPES
-        if usable and not any(char in candidate for char in "\r\n\x00"):
-            return candidate
+    try:
+        candidate = raw.decode()
+    except UnicodeDecodeError:
         return None
+    usable = 0 < len(candidate) <= MAX_TYPE_LENGTH and candidate not in RESERVED_TYPES
+    if usable and not any(char in candidate for char in "\r\n\x00"):
+        return candidate
     return None
 
 

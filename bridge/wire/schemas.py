@@ -28,7 +28,7 @@ import orjson
 from bridge.wire import registryformat
 from bridge.wire.avrojson import AvroSchema
 from bridge.wire.decoded import DecodedRecord, Reason, SchemaRef, Undecodable
-from bridge.wire.events import KafkaRecord
+from bridge.wire.events import KafkaRecord, header_value
 from bridge.wire.protojson import ProtobufSchema, SchemaError, descriptor_set
 from bridge.wire.registryformat import PayloadError
 
@@ -84,13 +84,6 @@ _failed_schemas: set[int] = set()
 _MAX_FAILED_SCHEMAS = 10_000
 
 
-def _header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
-    for header, value in headers:
-        if header == name:
-            return value
-    return None
-
-
 def _framed(raw: bytes, header: bytes | None) -> tuple[int, memoryview] | Undecodable | None:
     """The schema id and the payload (for Protobuf: the message indexes first) of a value or key,
     from its prefix, or from its schema id header when it has one (as confluent-kafka reads);
@@ -115,7 +108,7 @@ def schema_ids(records: Iterable[KafkaRecord]) -> set[int]:
         headers = record.headers
         for raw, name in ((record.value, registryformat.VALUE_HEADER), (record.key, registryformat.KEY_HEADER)):
             if raw is not None:
-                found = _framed(raw, _header(headers, name) if headers else None)
+                found = _framed(raw, header_value(headers, name))
                 if isinstance(found, tuple):
                     ids.add(found[0])
     return ids
@@ -148,14 +141,14 @@ def decode_record(record: KafkaRecord, lookup: Lookup) -> DecodedRecord:
     decoded = DecodedRecord(record.partition, record.offset, record.timestamp, record.headers, record.key, None)
     headers = record.headers
     if record.key is not None:
-        key = _decode(record.key, _header(headers, registryformat.KEY_HEADER) if headers else None, lookup)
+        key = _decode(record.key, header_value(headers, registryformat.KEY_HEADER), lookup)
         if not isinstance(key, Undecodable):
             decoded.key_json, decoded.key_schema = key
             text = orjson.loads(decoded.key_json) if decoded.key_json.startswith(b'"') else None
             decoded.key = text.encode() if isinstance(text, str) else decoded.key_json
     if record.value is None:
         return decoded
-    value = _decode(record.value, _header(headers, registryformat.VALUE_HEADER) if headers else None, lookup)
+    value = _decode(record.value, header_value(headers, registryformat.VALUE_HEADER), lookup)
     if isinstance(value, Undecodable):
         decoded.value, decoded.undecodable = record.value, value
     else:
