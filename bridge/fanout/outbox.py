@@ -4,12 +4,21 @@ Pushing never awaits and never passes the byte bound: a live chunk that does
 not fit is not queued, the subscriber leaves the live path instead
 (views.py), holding only its position, and is fed from there at the pace the
 connection takes its bytes (behind.py) until it is level and rejoins.
+
+A chunk pushed while the stream's writer waits with nothing queued is
+written at once (``write_now``, the connection's, http/stream.py) when the
+connection can take it without waiting: a batch then reaches a thousand
+sockets in one pass of the publish, instead of waking a thousand writer
+tasks that each run a turn of the event loop later. Anything else (a paused
+transport, bytes already queued, a chunk over the bound) is queued for the
+writer, so the order of bytes never changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -43,8 +52,8 @@ class Subscriber:
     connection has not yet written."""
 
     __slots__ = (
-        "_backlog", "_chunks", "_drain_waiter", "_rest", "_size", "_waiter", "catch_up", "closed", "feed", "fell",
-        "limit", "live_id", "reason",
+        "_backlog", "_chunks", "_drain_waiter", "_quiet_since", "_rest", "_size", "_waiter", "catch_up", "closed",
+        "feed", "fell", "limit", "live_id", "reason", "write_now",
     )  # fmt: skip
 
     def __init__(self, limit: int) -> None:
@@ -67,6 +76,10 @@ class Subscriber:
         # a catch-up from Kafka (http/stream.py). Without one it is closed instead.
         self.catch_up: Callable[[Cursor], None] | None = None
         self.fell = False  # off the live path since its outbox was full (not a resume): counted when it rejoins
+        # Set while the stream runs: writes bytes to the connection now if it can take them
+        # without waiting, and says whether it did.
+        self.write_now: Callable[[bytes], bool] | None = None
+        self._quiet_since = time.monotonic()  # the last write: a heartbeat is due ``timeout`` after it
 
     def _wake(self) -> None:
         if self._waiter is not None:
@@ -80,6 +93,13 @@ class Subscriber:
         """Queue a live chunk; False, queuing nothing, if it does not fit."""
         if self.reason is not None:
             return True
+        waiter = self._waiter
+        # A writer waiting, not woken, has nothing queued before this chunk (backlog, rest, feed included).
+        if waiter is not None and not waiter.done() and len(chunk) <= self.limit:
+            write_now = self.write_now
+            if write_now is not None and write_now(chunk):
+                self._quiet_since = time.monotonic()
+                return True
         # An empty outbox is not behind, however large the batch handed to it (a batch's chunk is
         # shared by the view's subscribers, and written in pieces of the bound).
         if self._chunks and len(chunk) > self.room():
@@ -119,17 +139,19 @@ class Subscriber:
         return reason
 
     async def take(self, timeout: float) -> bytes | None:
-        """The next bytes to write: b"" after ``timeout`` idle seconds (time
-        for a heartbeat), None once closed."""
-        waited = False
+        """The next bytes to write: b"" once nothing was written for ``timeout``
+        seconds (time for a heartbeat), None once closed."""
+        self._quiet_since = time.monotonic()  # the writer is back: its last write is done
         while self.reason is None:
             data = self._next()
-            if data or waited:
+            if data:
                 return data
-            waited = True
+            wait = self._quiet_since + timeout - time.monotonic()  # written to directly meanwhile: later
+            if wait <= 0:
+                return b""
             loop = asyncio.get_running_loop()
             self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(timeout, _release, waiter)
+            timer = loop.call_later(wait, _release, waiter)
             try:
                 await waiter
             finally:

@@ -21,10 +21,16 @@
   for a request that arrives pipelined, and the request's event is
   ``MessageEvent``, which holds at most one future.
 - **How much a client has yet to take** is in every request's scope
-  (``extensions["bridge.unsent"]``, http/stall.py): the stream's stall watch
+  (``extensions["bridge.connection"]``, http/stall.py): the stream's stall watch
   reads it to tell a client that reads slowly from one that reads nothing,
   and aborts the connection of one cut for it (a close would keep its
   buffers until the client reads them, which it does not).
+- **A live batch is written from the publish.** The same extension's
+  ``write`` writes a chunk of the response body at once, as uvicorn's
+  ``send`` would, when the connection can take it without waiting (not
+  paused, not closing, the response under way): fanout/outbox.py writes a
+  batch to every idle live stream in one pass instead of waking each
+  stream's writer task.
 - **Peers that vanish are found.** A browser whose machine or network went
   away sends no FIN: writes to it are buffered by the kernel and retransmitted
   for about 15 minutes (``tcp_retries2``). With ``TCP_USER_TIMEOUT`` the
@@ -39,11 +45,12 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from collections.abc import Callable
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from bridge.http.stall import UNSENT_EXTENSION, unsent_bytes
+from bridge.http.stall import CONNECTION_EXTENSION, unsent_bytes
 
 MAX_HEAD_BYTES = 16 * 1024
 UNACKED_SECONDS = 30.0
@@ -88,6 +95,22 @@ class MessageEvent:
         return True
 
 
+def chunk_writer(cycle: RequestResponseCycle) -> Callable[[bytes], bool]:
+    """Writes a chunk of ``cycle``'s chunked response body now, framed as its
+    ``send`` frames one, if the connection can take it without waiting; False,
+    writing nothing, if not (the caller then sends it the ASGI way)."""
+    transport, flow = cycle.transport, cycle.flow
+
+    def write(body: bytes) -> bool:
+        if (flow.write_paused or cycle.disconnected or cycle.response_complete or not cycle.chunked_encoding
+                or transport.is_closing()):  # fmt: skip
+            return False
+        transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))  # no copy of the body into one buffer
+        return True
+
+    return write
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # The base class keeps its state in a __dict__; ours, at least, takes no entries there.
     __slots__ = ("_head_bytes", "_lost", "_reading_head")
@@ -124,10 +147,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if before is not None and not before.response_complete and not self.pipeline:
             self.pipeline = deque()  # this request came while the last one is answered: uvicorn queues it
         extension: dict[object, object] = {"unsent": unsent_bytes(self.transport), "abort": self.transport.abort}
-        self.scope.setdefault("extensions", {})[UNSENT_EXTENSION] = extension
+        self.scope.setdefault("extensions", {})[CONNECTION_EXTENSION] = extension
         super().on_headers_complete()
         if self.cycle is not before:  # a new request (not an upgrade): its cycle's event, before anyone waits
             self.cycle.message_event = MessageEvent()  # type: ignore[assignment]
+            extension["write"] = chunk_writer(self.cycle)
 
     def on_message_complete(self) -> None:
         self._reading_head, self._head_bytes = True, 0  # a keep-alive connection's next request

@@ -20,10 +20,12 @@ import fcntl
 import struct
 import termios
 from collections.abc import Callable
+from typing import Any
 
 from starlette.types import Scope
 
-UNSENT_EXTENSION = "bridge.unsent"
+# What a stream needs of its connection beyond ASGI (http/protocol.py offers it): unsent, abort, write.
+CONNECTION_EXTENSION = "bridge.connection"
 # Looks per bound while bytes wait: a stalled client is cut between the bound and 1.25 times it.
 LOOKS_PER_BOUND = 4
 
@@ -43,16 +45,27 @@ def unsent_bytes(transport: asyncio.WriteTransport) -> Callable[[], int]:
     return unsent
 
 
+def _connection(scope: Scope, key: str) -> Any:
+    """The connection's ``key`` if its server put one in the scope (ASGI extensions are dicts)."""
+    return scope.get("extensions", {}).get(CONNECTION_EXTENSION, {}).get(key)
+
+
 def scope_unsent(scope: Scope) -> Callable[[], int] | None:
-    """The request's ``unsent``, if its server put it in the scope (ASGI extensions are dicts)."""
-    unsent: Callable[[], int] | None = scope.get("extensions", {}).get(UNSENT_EXTENSION, {}).get("unsent")
+    """The request's ``unsent``: bytes its client has yet to take."""
+    unsent: Callable[[], int] | None = _connection(scope, "unsent")
     return unsent
 
 
 def scope_abort(scope: Scope) -> Callable[[], None] | None:
     """Drops the request's connection at once, what its buffers hold discarded."""
-    abort: Callable[[], None] | None = scope.get("extensions", {}).get(UNSENT_EXTENSION, {}).get("abort")
+    abort: Callable[[], None] | None = _connection(scope, "abort")
     return abort
+
+
+def scope_write(scope: Scope) -> Callable[[bytes], bool] | None:
+    """Writes a chunk of the response body now if the connection can take it at once (protocol.chunk_writer)."""
+    write: Callable[[bytes], bool] | None = _connection(scope, "write")
+    return write
 
 
 class Progress:
@@ -87,6 +100,7 @@ class StallWatch:
         self._interval = seconds / LOOKS_PER_BOUND
         self._timer: asyncio.TimerHandle | None = None
         self._stopped = False
+        self._added = 0  # bytes written since the last look
 
     def before_send(self) -> None:
         self._progress.sending = True
@@ -94,7 +108,16 @@ class StallWatch:
 
     def after_send(self, size: int) -> None:
         self._progress.sending = False
-        self._look(size)
+        if self._unsent is None:  # no byte count: a write that completed is the client taking bytes
+            self._look()
+        else:
+            self.wrote(size)
+
+    def wrote(self, size: int) -> None:
+        """``size`` bytes were handed to the connection: looked at by the next tick, not now
+        (a look is a system call, and a live stream writes every batch)."""
+        self._added += size
+        self._arm()
 
     def stop(self) -> None:
         self._stopped = True
@@ -102,9 +125,10 @@ class StallWatch:
             self._timer.cancel()
             self._timer = None
 
-    def _look(self, added: int = 0) -> None:
+    def _look(self) -> None:
         if self._stopped:
             return
+        added, self._added = self._added, 0
         unsent = self._unsent() if self._unsent is not None else int(self._progress.sending)
         if self._progress.look(self._loop.time(), unsent, added if self._unsent is not None else 0):
             self.stop()

@@ -2,7 +2,10 @@
 
 A connection has one small task beside the one uvicorn runs the response
 in, its writer: it takes whatever the subscriber's outbox holds and writes it
-in one ``send``, or a heartbeat comment after ``heartbeat`` idle seconds. The
+in one ``send``, or a heartbeat comment after ``heartbeat`` idle seconds.
+While it waits, a live batch is written to the connection from the publish
+itself when the connection can take it at once (protocol.py's ``write``,
+fanout/outbox.py), the writer left asleep. The
 response waits for the first of: the writer failing, the subscriber closed,
 or the client gone. That last is a future the bridge's protocol offers in the
 scope (protocol.CONNECTION_LOST), so no task waits in ``receive()`` for
@@ -42,7 +45,7 @@ from bridge.fanout.channel import Resume
 from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.views import View
 from bridge.http.protocol import CONNECTION_LOST
-from bridge.http.stall import StallWatch, scope_abort, scope_unsent
+from bridge.http.stall import StallWatch, scope_abort, scope_unsent, scope_write
 from bridge.kafka.catchup import CatchUps, Since
 from bridge.wire import sse
 from bridge.wire.events import deleted_event, reauth_event
@@ -102,7 +105,7 @@ class EventStream(Response):
             task.add_done_callback(catchups.discard)
 
         subscriber.catch_up = catch_up  # each time it falls behind further than the rings reach
-        self._watch = StallWatch(self.stalled_client_seconds, scope_unsent(scope),
+        self._watch = watch = StallWatch(self.stalled_client_seconds, scope_unsent(scope),
                                  functools.partial(subscriber.close, CloseReason.SLOW))  # fmt: skip
         resume: Resume | None = None
         if start is None:
@@ -126,6 +129,9 @@ class EventStream(Response):
         try:
             await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
             await self._send(send, {"type": "http.response.body", "body": self.preamble, "more_body": True})
+            write = scope_write(scope)
+            if write is not None:
+                subscriber.write_now = self._counted(write, watch)
             writer = asyncio.create_task(self._write(send, subscriber))
             await asyncio.wait((writer, lost, subscriber.closed), return_when=asyncio.FIRST_COMPLETED)
             if lost.done():
@@ -172,6 +178,19 @@ class EventStream(Response):
                 stats.delivered_bytes += len(data)
             else:
                 stats.heartbeats += 1
+
+    def _counted(self, write: Callable[[bytes], bool], watch: StallWatch) -> Callable[[bytes], bool]:
+        """``write``, its bytes counted as the writer's are."""
+        stats = self.stats
+
+        def write_now(data: bytes) -> bool:
+            if not write(data):
+                return False
+            stats.delivered_bytes += len(data)
+            watch.wrote(len(data))
+            return True
+
+        return write_now
 
     @staticmethod
     def _heartbeat(subscriber: Subscriber) -> bytes:

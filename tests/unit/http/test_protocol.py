@@ -1,6 +1,7 @@
 """The bridge's protocol under uvicorn on loopback: what it changes of uvicorn's
 per-connection state (the pipeline deque made on demand, the request's
-MessageEvent, the connection-lost future) keeps HTTP/1.1 working."""
+MessageEvent, the connection-lost future) keeps HTTP/1.1 working, and what it
+adds (writing a body chunk at once) frames chunks as uvicorn does."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from bridge.http.protocol import CONNECTION_LOST, BoundedHttpToolsProtocol, MessageEvent, listening_socket
+from bridge.http.stall import scope_write
 
 lost_seen: list[str] = []
+refused_after: list[int] = []  # per /fill request: the writes at once taken before one was refused
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -24,6 +27,24 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"held", "more_body": True})
         await asyncio.shield(scope["extensions"][CONNECTION_LOST]["future"])
         lost_seen.append(scope["path"])
+        return
+    if scope["path"] == "/direct":  # chunks written at once and sent the ASGI way, interleaved
+        write = scope_write(scope)
+        assert write is not None
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        assert write(b"one,")
+        await send({"type": "http.response.body", "body": b"two,", "more_body": True})
+        assert write(b"three")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        assert not write(b"after the end")
+        return
+    if scope["path"] == "/fill":  # a client that reads nothing: writes at once stop once the transport pauses
+        write = scope_write(scope)
+        assert write is not None
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        piece = b"x" * 65536
+        refused_after.append(next((n for n in range(400) if not write(piece)), -1))  # at most 26 MB
+        await asyncio.shield(scope["extensions"][CONNECTION_LOST]["future"])
         return
     body = b""
     while True:
@@ -85,6 +106,28 @@ async def test_a_response_hears_of_its_lost_connection_without_receive(port: int
         while not lost_seen:  # noqa: ASYNC110 (the app's own record is what is checked)
             await asyncio.sleep(0.01)
     assert lost_seen == ["/hold"]
+
+
+async def test_chunks_written_at_once_are_framed_and_ordered_with_those_sent(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /direct HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.readuntil(b"0\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head
+    assert body == b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"
+    writer.close()
+
+
+async def test_a_client_that_reads_nothing_is_written_to_at_once_only_until_its_transport_pauses(port: int) -> None:
+    refused_after.clear()
+    _unread, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
+    writer.write(b"GET /fill HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(10):
+        while not refused_after:  # noqa: ASYNC110 (the app's own record is what is checked)
+            await asyncio.sleep(0.01)
+    assert refused_after[0] > 0  # the kernel's buffers took some, then uvicorn's flow control paused
+    writer.transport.abort()
 
 
 async def test_message_event_wakes_its_waiter_and_survives_a_cancelled_one() -> None:
