@@ -45,6 +45,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="fan-out steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
     parser.add_argument("--latency-rates", default=",".join(map(str, latency.RATES)),
                         help="latency steps, records/s, comma-separated (default %(default)s)")  # fmt: skip
+    parser.add_argument("--latency-subscribers", default=",".join(map(str, latency.SUBSCRIBERS)),
+                        help="latency steps, subscribers, comma-separated (default %(default)s)")  # fmt: skip
     parser.add_argument(
         "--baseline-source",
         type=Path,
@@ -59,6 +61,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     arguments.scenarios = [name for name in arguments.scenarios.split(",") if name]
     arguments.rates = [int(rate) for rate in arguments.rates.split(",") if rate]
     arguments.latency_rates = [int(rate) for rate in arguments.latency_rates.split(",") if rate]
+    arguments.latency_subscribers = [int(count) for count in arguments.latency_subscribers.split(",") if count]
     arguments.servers = [name for name in arguments.servers.split(",") if name]
     if unknown := set(arguments.servers) - set(SERVERS):
         parser.error(f"unknown servers {sorted(unknown)}")
@@ -118,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("latency: what the bridge adds to the producer pipeline's own, 1 and 1,000 subscribers", flush=True)
             topic = _topic(context, "latency", "bridge")
             results["latency"] = [
-                asdict(step) for step in latency.run(context, topic, arguments.latency_rates, arguments.baseline_source)
+                asdict(step)
+                for step in latency.run(
+                    context, topic, arguments.latency_rates, arguments.baseline_source, arguments.latency_subscribers
+                )
             ]
         if "connections" in arguments.scenarios:
             print("(b, c) idle connections and a reconnect storm", flush=True)

@@ -1,6 +1,6 @@
 """Scenario latency: what the bridge adds to the producer pipeline's own latency.
 
-For 1 and 1,000 subscribers (a fresh bridge each; with ``--baseline-source``
+For 1 and 1,000 subscribers (``--latency-subscribers``; a fresh bridge each; with ``--baseline-source``
 also a bridge of that code, right before, on the same topic, for the
 before/after ratio in one run) and each rate, records are
 produced for STEP_SECONDS; over the steady window after WARMUP_SECONDS:
@@ -67,11 +67,11 @@ class LatencyStep:
     load_average: tuple[float, float, float]
 
 
-def run(context: Context, topic: str, rates: Sequence[int] = RATES,
-        baseline: Path | None = None) -> list[LatencyStep]:  # fmt: skip
+def run(context: Context, topic: str, rates: Sequence[int] = RATES, baseline: Path | None = None,
+        subscriber_counts: Sequence[int] = SUBSCRIBERS) -> list[LatencyStep]:  # fmt: skip
     steps: list[LatencyStep] = []
     codes = [baseline, None] if baseline is not None else [None]
-    for subscribers, code in itertools.product(SUBSCRIBERS, codes):
+    for subscribers, code in itertools.product(subscriber_counts, codes):
         server = context.start_server("bridge", topic, code)
         bound = len(rates) * (STEP_SECONDS + DRAIN_SECONDS) + 120
         client = LoadClient.start(context.client, server, topic, context.workdir / f"client-{topic}-{subscribers}.log",
