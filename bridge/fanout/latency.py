@@ -6,10 +6,11 @@ CreateTime, or the broker's LogAppendTime), so each includes the ones before:
 - ``fetched``: the reader's ``getmany`` handed it over;
 - ``published``: its channel published it (encoded, in the ring, in every
   live subscriber's outbox);
-- ``written``: the event loop has run every connection the batch woke, so
-  every live subscriber that was not held back by its own socket (a full TCP
-  window) has it in its transport. Measured by a callback queued behind those
-  wake-ups: the loop runs its ready callbacks in order.
+- ``written``: every live subscriber that was not held back by its own
+  socket (a full TCP window) has it in its transport: most were written to
+  from the publish itself (fanout/outbox.py), the rest once the event loop
+  has run the connections the batch woke. Measured by a callback queued
+  behind those wake-ups: the loop runs its ready callbacks in order.
 
 Counted per batch and stage, never per subscriber, in fixed buckets of plain
 ints; metrics.py turns them into a Prometheus histogram at scrape time. A
