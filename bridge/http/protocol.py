@@ -105,7 +105,10 @@ def chunk_writer(cycle: RequestResponseCycle) -> Callable[[bytes], bool]:
         if (flow.write_paused or cycle.disconnected or cycle.response_complete or not cycle.chunked_encoding
                 or transport.is_closing()):  # fmt: skip
             return False
-        transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))  # no copy of the body into one buffer
+        try:
+            transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))  # no copy of the body into one buffer
+        except (OSError, RuntimeError):  # the connection broke meanwhile: the publish that called must go on
+            return False
         return True
 
     return write
