@@ -16,10 +16,11 @@
   requests) that the stream awaits beside its writer.
 - **Idle connections stay light.** uvicorn gives each connection a deque for
   pipelined requests and each request an ``asyncio.Event`` (with a deque of
-  its own) for ``receive()``; deques are the heaviest small objects in
-  CPython, about 2.3 KiB of those two per idle stream. A deque is made only
-  for a request that arrives pipelined, and the request's event is
-  ``MessageEvent``, which holds at most one future.
+  its own) for ``receive()``, and its flow control one more event for
+  ``drain``; deques are the heaviest small objects in CPython, about 3 KiB
+  of those three per idle stream. A deque is made only for a request that
+  arrives pipelined, and both events are ``MessageEvent``, which holds at
+  most one future.
 - **A stream sheds the framework once it has started.** The app's middleware,
   exception wrappers and route stay suspended, with the request, the solved
   dependencies and FastAPI's exit stacks, for as long as their response
@@ -83,8 +84,8 @@ def _json_response(status_line: bytes, error: str, message: str) -> bytes:
 
 
 class MessageEvent:
-    """What uvicorn's request cycle uses of an ``asyncio.Event`` (set, clear,
-    is_set, wait), without its deque: one future, shared by its waiters."""
+    """What uvicorn's request cycle and flow control use of an ``asyncio.Event``
+    (set, clear, is_set, wait), without its deque: one future, shared by its waiters."""
 
     __slots__ = ("_flag", "_waiter")
 
@@ -189,6 +190,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._lost: asyncio.Future[None] = self.loop.create_future()
         self.pipeline = ()  # type: ignore[assignment]  # falsy and shared: a deque once a request is pipelined
         super().connection_made(transport)
+        self.flow._is_writable_event = writable = MessageEvent()  # type: ignore[assignment]
+        writable.set()  # as FlowControl starts it: writable
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -1,7 +1,8 @@
 """The bridge's protocol under uvicorn on loopback: what it changes of uvicorn's
 per-connection state (the pipeline deque made on demand, the request's
-MessageEvent, the connection-lost future) keeps HTTP/1.1 working, what it
-adds (writing a body chunk at once) frames chunks as uvicorn does, and a
+and the flow control's MessageEvent, the connection-lost future) keeps
+HTTP/1.1 working, what it adds (writing a body chunk at once) frames chunks
+as uvicorn does, and a
 response's adopted rest runs after its app returned."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
+from uvicorn.server import ServerState
 
 from bridge.http.protocol import (
     ADOPT,
@@ -221,3 +223,20 @@ async def test_a_failure_after_handing_over_is_logged_and_closes_the_connection(
                 await asyncio.sleep(0.01)
     assert any(logged in str(record.exc_info[1]) for record in caplog.records if record.exc_info)
     writer.close()
+
+
+async def test_flow_control_drains_on_its_message_event(port: int) -> None:
+    config = uvicorn.Config(app, http=BoundedHttpToolsProtocol, lifespan="off")
+    config.load()
+    protocol = BoundedHttpToolsProtocol(config, ServerState(), {})
+    transport, _ = await asyncio.get_running_loop().create_connection(lambda: protocol, "127.0.0.1", port)
+    assert isinstance(protocol.flow._is_writable_event, MessageEvent)
+    assert protocol.flow._is_writable_event.is_set()
+    protocol.pause_writing()
+    drained = asyncio.create_task(protocol.flow.drain())
+    await asyncio.sleep(0.01)
+    assert not drained.done()
+    protocol.resume_writing()
+    async with asyncio.timeout(5):
+        await drained
+    transport.close()
