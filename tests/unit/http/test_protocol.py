@@ -2,8 +2,7 @@
 per-connection state (the pipeline deque made on demand, the request's
 and the flow control's MessageEvent, the connection-lost future) keeps
 HTTP/1.1 working, what it adds (writing a body chunk at once) frames chunks
-as uvicorn does, and a
-response's adopted rest runs after its app returned."""
+as uvicorn does, and a response's adopted rest runs after its app returned."""
 
 from __future__ import annotations
 
