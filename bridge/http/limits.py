@@ -17,6 +17,7 @@ client; everything left of it is whatever the client chose to send.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address
@@ -25,6 +26,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.config import Settings
+from bridge.http.protocol import defer_to_adopted
 
 STREAM_PATH = "/sse"  # /sse?topic=a&topic=b, and /sse/{topic}
 # Seconds a refused client is asked to wait: long enough for a slot to free
@@ -114,7 +116,8 @@ class ConnectionLimits:
 
 class StreamLimits:
     """ASGI middleware: counts every request to the stream route for as long
-    as it runs, and refuses the ones over a limit before the app sees them."""
+    as it runs (a stream the protocol adopted, until the stream ends), and
+    refuses the ones over a limit before the app sees them."""
 
     def __init__(self, app: ASGIApp, limits: ConnectionLimits) -> None:
         self.app = app
@@ -131,10 +134,12 @@ class StreamLimits:
         if refusal is not None:
             await _refuse(send, refusal)
             return
+        release = functools.partial(self.limits.release, address)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.limits.release(address)
+            if not defer_to_adopted(scope, release):
+                release()
 
 
 def _is_stream(path: str) -> bool:

@@ -16,10 +16,23 @@
   requests) that the stream awaits beside its writer.
 - **Idle connections stay light.** uvicorn gives each connection a deque for
   pipelined requests and each request an ``asyncio.Event`` (with a deque of
-  its own) for ``receive()``; deques are the heaviest small objects in
-  CPython, about 2.3 KiB of those two per idle stream. A deque is made only
-  for a request that arrives pipelined, and the request's event is
-  ``MessageEvent``, which holds at most one future.
+  its own) for ``receive()``, and its flow control one more event for
+  ``drain``; deques are the heaviest small objects in CPython, about 3 KiB
+  of those three per idle stream. A deque is made only for a request that
+  arrives pipelined, and both events are ``MessageEvent``, which holds at
+  most one future.
+- **A stream sheds the framework once it has started.** The app's middleware,
+  exception wrappers and route stay suspended, with the request, the solved
+  dependencies and FastAPI's exit stacks, for as long as their response
+  runs: for an SSE stream, hours, and more than half of an idle stream's
+  memory. The protocol offers every request an ``Adoption`` (scope extension
+  ``ADOPT``): a response that has sent its start through the framework may
+  hand it the rest of itself and return; the app unwinds, and the protocol
+  runs the rest in the request's task with uvicorn's own ``send``. uvicorn's
+  handling of the app's errors applies to the rest as well (logged, the
+  connection closed), and a middleware that must see the response end (the
+  stream limits) defers a callback to it. The app runs on a copy of the
+  scope, so what it adds there (the route, FastAPI's exit stacks) goes with it.
 - **How much a client has yet to take** is in every request's scope
   (``extensions["bridge.connection"]``, http/stall.py): the stream's stall watch
   reads it to tell a client that reads slowly from one that reads nothing,
@@ -43,11 +56,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from bridge.http.stall import CONNECTION_EXTENSION, unsent_bytes
@@ -57,6 +74,7 @@ UNACKED_SECONDS = 30.0
 # scope["extensions"][CONNECTION_LOST]["future"], the connection's (shared by its requests): wait
 # for it with asyncio.wait or shield, since cancelling an await of it would cancel it for all.
 CONNECTION_LOST = "kafka_sse_bridge.connection_lost"
+ADOPT = "kafka_sse_bridge.adopt"  # scope["extensions"][ADOPT]: the request's Adoption
 
 
 def _json_response(status_line: bytes, error: str, message: str) -> bytes:
@@ -66,8 +84,8 @@ def _json_response(status_line: bytes, error: str, message: str) -> bytes:
 
 
 class MessageEvent:
-    """What uvicorn's request cycle uses of an ``asyncio.Event`` (set, clear,
-    is_set, wait), without its deque: one future, shared by its waiters."""
+    """What uvicorn's request cycle and flow control use of an ``asyncio.Event``
+    (set, clear, is_set, wait), without its deque: one future, shared by its waiters."""
 
     __slots__ = ("_flag", "_waiter")
 
@@ -114,6 +132,58 @@ def chunk_writer(cycle: RequestResponseCycle) -> Callable[[bytes], bool]:
     return write
 
 
+class Adoption:
+    """Takes over the rest of a response whose app returns: ``adopt(rest)``,
+    and the protocol awaits ``rest(send)`` with the server's ``send`` once the
+    app has returned. One per request, offered as ``scope["extensions"][ADOPT]``."""
+
+    __slots__ = ("_deferred", "rest")
+
+    def __init__(self) -> None:
+        self.rest: Callable[[Send], Awaitable[None]] | None = None
+        self._deferred: tuple[Callable[[], object], ...] = ()
+
+    def adopt(self, rest: Callable[[Send], Awaitable[None]]) -> None:
+        self.rest = rest
+
+    def defer(self, callback: Callable[[], object]) -> bool:
+        """Call ``callback`` once the adopted rest ended, if one was adopted; whether one was."""
+        if self.rest is None:
+            return False
+        self._deferred += (callback,)
+        return True
+
+    async def run(self, send: Send) -> None:
+        rest, self.rest = self.rest, None  # a keep-alive connection's scope outlives the response
+        try:
+            if rest is not None:
+                await rest(send)
+        finally:
+            for callback in reversed(self._deferred):  # the innermost middleware's first, as its finally would be
+                callback()
+
+
+def defer_to_adopted(scope: Scope, callback: Callable[[], object]) -> bool:
+    """Call ``callback`` when the response's adopted rest ends, if the response handed one over; whether it did."""
+    adoption: Adoption | None = scope.get("extensions", {}).get(ADOPT)
+    return adoption is not None and adoption.defer(callback)
+
+
+async def _run_adopting(app: ASGIApp, transport: asyncio.Transport, scope: Scope, receive: Receive,
+                        send: Send) -> None:  # fmt: skip
+    """The app, then the rest of its response if it handed one over."""
+    adoption = Adoption()
+    scope["extensions"][ADOPT] = adoption
+    try:
+        await app(dict(scope), receive, send)
+    except BaseException:
+        if adoption.rest is not None:  # failed after handing over: the rest is only ended, the connection dropped
+            transport.abort()
+            await adoption.run(send)
+        raise
+    await adoption.run(send)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # The base class keeps its state in a __dict__; ours, at least, takes no entries there.
     __slots__ = ("_head_bytes", "_lost", "_reading_head")
@@ -123,6 +193,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._lost: asyncio.Future[None] = self.loop.create_future()
         self.pipeline = ()  # type: ignore[assignment]  # falsy and shared: a deque once a request is pipelined
         super().connection_made(transport)
+        self.flow._is_writable_event = writable = MessageEvent()  # type: ignore[assignment]
+        writable.set()  # as FlowControl starts it: writable
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -155,6 +227,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not before:  # a new request (not an upgrade): its cycle's event, before anyone waits
             self.cycle.message_event = MessageEvent()  # type: ignore[assignment]
             extension["write"] = chunk_writer(self.cycle)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        # uvicorn's scope types are TypedDicts, Starlette's (the app's) mappings: the same dicts
+        super()._start_asgi_task(cycle, functools.partial(_run_adopting, cast(ASGIApp, app), self.transport))
 
     def on_message_complete(self) -> None:
         self._reading_head, self._head_bytes = True, 0  # a keep-alive connection's next request

@@ -12,6 +12,13 @@ scope (protocol.CONNECTION_LOST), so no task waits in ``receive()`` for
 ``http.disconnect`` (after a disconnect uvicorn's ``send`` returns silently,
 only ``receive`` tells); under another server a listener task does.
 
+Under the bridge's protocol the response sends its start and preamble
+through the framework's ``send`` (its middleware sees the response start),
+then hands the rest of itself to the protocol (protocol.ADOPT) and returns:
+every middleware and route frame above it, the request and FastAPI's exit
+stacks are freed for the hours the stream lasts, and the rest writes with
+uvicorn's own ``send``. Under another server it runs on inside the app.
+
 A client that resumes from further back than the ring has a third task, its
 catch-up, until it is back in its view; so has one that fell behind the live
 path further than the ring reaches (fanout/behind.py), each time it does.
@@ -44,7 +51,7 @@ from starlette.types import Message, Receive, Scope, Send
 from bridge.fanout.channel import Resume
 from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.views import View
-from bridge.http.protocol import CONNECTION_LOST
+from bridge.http.protocol import ADOPT, CONNECTION_LOST, Adoption
 from bridge.http.stall import StallWatch, scope_abort, scope_unsent, scope_write
 from bridge.kafka.catchup import CatchUps, Since
 from bridge.wire import sse
@@ -88,21 +95,45 @@ class EventStream(Response):
         self.heartbeat = heartbeat
         self.stalled_client_seconds = stalled_client_seconds
         self._watch: StallWatch | None = None  # while the stream runs
+        # What the stream holds once open (_open), let go of at its end (_end)
+        self._subscriber: Subscriber
+        self._lost: asyncio.Future[None]
+        self._expiry: asyncio.TimerHandle | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._catching_up: set[asyncio.Task[None]] = set()
         self.expires_at = expires_at  # epoch seconds: the client's token ends then
         self.on_close = on_close  # after the stream has left its view: its topics are watched one stream less
         self.preamble = sse.format_retry(retry_ms) + sse.format_comment("kafka-sse-bridge")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        subscriber = Subscriber(self.outbox_bytes)
+        watch = self._open(scope, receive)
+        try:
+            # Through the framework's send: its middleware (CORS) sees the response start.
+            await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
+            await self._send(send, {"type": "http.response.body", "body": self.preamble, "more_body": True})
+        except BaseException:
+            await self._end()
+            raise
+        write = scope_write(scope)
+        if write is not None:  # only now: nothing may be written before the response start
+            self._subscriber.write_now = self._counted(write, watch)
+        adoption: Adoption | None = scope.get("extensions", {}).get(ADOPT)
+        if adoption is None:
+            await self._run(scope_abort(scope), send)
+        else:  # the rest with the server's send: every frame above this one unwinds (protocol.py)
+            # Not the scope: the app's (the route, the request's exit stacks) would live on with it
+            adoption.adopt(functools.partial(self._run, scope_abort(scope)))
+
+    def _open(self, scope: Scope, receive: Receive) -> StallWatch:
+        self._subscriber = subscriber = Subscriber(self.outbox_bytes)
         subscriber.push_backlog(self.notices)
         view, start = self.view, self.start
-        every_stats = [channel.stats for channel in view.channels]
-        catchups: set[asyncio.Task[None]] = set()
+        catching_up = self._catching_up
 
         def catch_up(start: Cursor | Since) -> None:
             task = self.catchups.start(view, subscriber, start)
-            catchups.add(task)
-            task.add_done_callback(catchups.discard)
+            catching_up.add(task)
+            task.add_done_callback(catching_up.discard)
 
         subscriber.catch_up = catch_up  # each time it falls behind further than the rings reach
         self._watch = watch = StallWatch(self.stalled_client_seconds, scope_unsent(scope),
@@ -116,48 +147,31 @@ class EventStream(Response):
         else:
             resume = Resume.SINCE if isinstance(start, Since) else Resume.KAFKA
             catch_up(start)
-        for stats in every_stats:
-            stats.streams_opened += 1
+        for channel in view.channels:
+            channel.stats.streams_opened += 1
             if resume is not None:
-                stats.resumes[resume] += 1
-        writer = expiry = None
-        lost = _connection_lost(scope, receive)
+                channel.stats.resumes[resume] += 1
+        self._lost = _connection_lost(scope, receive)
         if self.expires_at is not None:
-            expiry = asyncio.get_running_loop().call_later(
+            self._expiry = asyncio.get_running_loop().call_later(
                 self.expires_at - time.time(), subscriber.close, CloseReason.TOKEN_EXPIRED
             )
+        return watch
+
+    async def _run(self, abort: Callable[[], None] | None, send: Send) -> None:
+        subscriber, lost, view = self._subscriber, self._lost, self.view
         try:
-            await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
-            await self._send(send, {"type": "http.response.body", "body": self.preamble, "more_body": True})
-            write = scope_write(scope)
-            if write is not None:
-                subscriber.write_now = self._counted(write, watch)
-            writer = asyncio.create_task(self._write(send, subscriber))
+            self._writer = writer = asyncio.create_task(self._write(send, subscriber))
             await asyncio.wait((writer, lost, subscriber.closed), return_when=asyncio.FIRST_COMPLETED)
             if lost.done():
                 subscriber.close(CloseReason.CLIENT_LEFT)
             elif writer.done() and not subscriber.closed.done():
                 writer.result()  # the writer ends by itself only by failing: let that surface
         finally:
-            # ERROR only if nothing closed it yet (a failure, a cancellation): no catch-up may join it to live
-            reason = subscriber.close(CloseReason.ERROR)
-            if expiry is not None:
-                expiry.cancel()
-            self._watch.stop()
-            view.unsubscribe(subscriber)
-            listener = lost if isinstance(lost, asyncio.Task) else None  # the protocol's future is the connection's
-            for task in (writer, listener, *catchups):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            for stats in every_stats:
-                stats.streams_closed[reason] += 1
-            self.on_close()
+            reason = await self._end()
         if reason is CloseReason.SLOW:
             # Aborted, not closed: a close keeps the buffers until the client reads them, and a client
             # that took nothing for the bound does not; it resumes from the last id it did read.
-            abort = scope_abort(scope)
             if abort is not None:
                 abort()
             raise SlowClientDisconnect
@@ -168,6 +182,27 @@ class EventStream(Response):
             await self._send(send, {"type": "http.response.body", "body": body, "more_body": False})
         elif reason in (CloseReason.SHUTDOWN, CloseReason.ERROR):
             await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _end(self) -> CloseReason:
+        """Lets go of everything the stream holds, whatever ended it; the reason it closed for."""
+        subscriber, lost = self._subscriber, self._lost
+        # ERROR only if nothing closed it yet (a failure, a cancellation): no catch-up may join it to live
+        reason = subscriber.close(CloseReason.ERROR)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._watch is not None:
+            self._watch.stop()
+        self.view.unsubscribe(subscriber)
+        listener = lost if isinstance(lost, asyncio.Task) else None  # the protocol's future is the connection's
+        for task in (self._writer, listener, *self._catching_up):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for channel in self.view.channels:
+            channel.stats.streams_closed[reason] += 1
+        self.on_close()
+        return reason
 
     async def _write(self, send: Send, subscriber: Subscriber) -> None:
         stats = self.stats

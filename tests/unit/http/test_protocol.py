@@ -1,26 +1,59 @@
 """The bridge's protocol under uvicorn on loopback: what it changes of uvicorn's
 per-connection state (the pipeline deque made on demand, the request's
-MessageEvent, the connection-lost future) keeps HTTP/1.1 working, and what it
-adds (writing a body chunk at once) frames chunks as uvicorn does."""
+and the flow control's MessageEvent, the connection-lost future) keeps
+HTTP/1.1 working, what it adds (writing a body chunk at once) frames chunks
+as uvicorn does, and a response's adopted rest runs after its app returned."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
+from uvicorn.server import ServerState
 
-from bridge.http.protocol import CONNECTION_LOST, BoundedHttpToolsProtocol, MessageEvent, listening_socket
+from bridge.http.protocol import (
+    ADOPT,
+    CONNECTION_LOST,
+    BoundedHttpToolsProtocol,
+    MessageEvent,
+    defer_to_adopted,
+    listening_socket,
+)
 from bridge.http.stall import scope_write
 
 lost_seen: list[str] = []
 refused_after: list[int] = []  # per /fill request: the writes at once taken before one was refused
+adoption_seen: list[str] = []  # in order: the app returned, the rest ended, the deferred callback
+
+
+async def adopting(scope: Scope, receive: Receive, send: Send) -> None:
+    """As a stream under the limits: starts its response, hands the rest over, returns."""
+    path = scope["path"]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def rest(send: Send) -> None:
+        await send({"type": "http.response.body", "body": b"adopted", "more_body": True})
+        if path == "/adopt-fails":
+            raise RuntimeError("the adopted rest failed")
+        await asyncio.shield(scope["extensions"][CONNECTION_LOST]["future"])
+        adoption_seen.append("rest ended")
+
+    scope["extensions"][ADOPT].adopt(rest)
+    assert defer_to_adopted(scope, lambda: adoption_seen.append("deferred"))
+    adoption_seen.append("app returned")
+    if path == "/adopt-then-fail":
+        raise RuntimeError("the app failed after handing over")
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
+        return
+    if scope["path"].startswith("/adopt"):
+        await adopting(scope, receive, send)
         return
     if scope["path"] == "/hold":  # as a stream: waits for the connection to go, never calls receive()
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -156,3 +189,53 @@ async def test_message_event_waiters_outlive_one_of_them_cancelled() -> None:
     event.set()
     async with asyncio.timeout(5):
         assert await second is True
+
+
+async def test_an_adopted_rest_runs_after_the_app_returned_and_its_deferred_callback_after_it(port: int) -> None:
+    adoption_seen.clear()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /adopt HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        await reader.readuntil(b"adopted")
+    await asyncio.sleep(0.05)
+    assert adoption_seen == ["app returned"]  # and the connection is still open: uvicorn did not close it
+    assert not reader.at_eof()
+    writer.close()
+    async with asyncio.timeout(5):
+        while len(adoption_seen) < 3:  # noqa: ASYNC110 (the app's own record is what is checked)
+            await asyncio.sleep(0.01)
+    assert adoption_seen == ["app returned", "rest ended", "deferred"]
+
+
+@pytest.mark.parametrize(("path", "logged"), [("/adopt-fails", "the adopted rest failed"),
+                                              ("/adopt-then-fail", "the app failed after handing over")])  # fmt: skip
+async def test_a_failure_after_handing_over_is_logged_and_closes_the_connection(
+    port: int, caplog: pytest.LogCaptureFixture, path: str, logged: str
+) -> None:
+    adoption_seen.clear()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        writer.write(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+        async with asyncio.timeout(5):
+            await reader.read()  # until the server closed the connection
+            while "deferred" not in adoption_seen:  # noqa: ASYNC110 (the app's own record is what is checked)
+                await asyncio.sleep(0.01)
+    assert any(logged in str(record.exc_info[1]) for record in caplog.records if record.exc_info)
+    writer.close()
+
+
+async def test_flow_control_drains_on_its_message_event(port: int) -> None:
+    config = uvicorn.Config(app, http=BoundedHttpToolsProtocol, lifespan="off")
+    config.load()
+    protocol = BoundedHttpToolsProtocol(config, ServerState(), {})
+    transport, _ = await asyncio.get_running_loop().create_connection(lambda: protocol, "127.0.0.1", port)
+    assert isinstance(protocol.flow._is_writable_event, MessageEvent)
+    assert protocol.flow._is_writable_event.is_set()
+    protocol.pause_writing()
+    drained = asyncio.create_task(protocol.flow.drain())
+    await asyncio.sleep(0.01)
+    assert not drained.done()
+    protocol.resume_writing()
+    async with asyncio.timeout(5):
+        await drained
+    transport.close()
