@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -52,8 +51,8 @@ class Subscriber:
     connection has not yet written."""
 
     __slots__ = (
-        "_backlog", "_chunks", "_drain_waiter", "_quiet_since", "_rest", "_size", "_waiter", "catch_up", "closed",
-        "feed", "fell", "limit", "live_id", "reason", "write_now",
+        "_backlog", "_chunks", "_drain_waiter", "_loop", "_quiet_since", "_rest", "_size", "_waiter", "catch_up",
+        "closed", "feed", "fell", "limit", "live_id", "reason", "write_now",
     )  # fmt: skip
 
     def __init__(self, limit: int) -> None:
@@ -66,7 +65,8 @@ class Subscriber:
         self._waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self.reason: CloseReason | None = None
-        self.closed: asyncio.Future[CloseReason] = asyncio.get_running_loop().create_future()
+        self._loop = loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[CloseReason] = loop.create_future()
         # Set while live on a filtered stream: its id now, for a heartbeat to
         # carry past the records the filter skipped.
         self.live_id: Callable[[], str] | None = None
@@ -79,7 +79,7 @@ class Subscriber:
         # Set while the stream runs: writes bytes to the connection now if it can take them
         # without waiting, and says whether it did.
         self.write_now: Callable[[bytes], bool] | None = None
-        self._quiet_since = time.monotonic()  # the last write: a heartbeat is due ``timeout`` after it
+        self._quiet_since = loop.time()  # the last write: a heartbeat is due ``timeout`` after it
 
     def _wake(self) -> None:
         if self._waiter is not None:
@@ -98,7 +98,7 @@ class Subscriber:
         if waiter is not None and not waiter.done() and len(chunk) <= self.limit:
             write_now = self.write_now
             if write_now is not None and write_now(chunk):
-                self._quiet_since = time.monotonic()
+                self._quiet_since = self._loop.time()
                 return True
         # An empty outbox is not behind, however large the batch handed to it (a batch's chunk is
         # shared by the view's subscribers, and written in pieces of the bound).
@@ -141,22 +141,23 @@ class Subscriber:
     async def take(self, timeout: float) -> bytes | None:
         """The next bytes to write: b"" once nothing was written for ``timeout``
         seconds (time for a heartbeat), None once closed."""
-        self._quiet_since = time.monotonic()  # the writer is back: its last write is done
+        loop = self._loop
+        self._quiet_since = loop.time()  # the writer is back: its last write is done
+        due = False
         while self.reason is None:
             data = self._next()
-            if data:
+            if data or due:
                 return data
-            wait = self._quiet_since + timeout - time.monotonic()  # written to directly meanwhile: later
-            if wait <= 0:
-                return b""
-            loop = asyncio.get_running_loop()
+            quiet_since = self._quiet_since
             self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(wait, _release, waiter)
+            # The loop's own clock, as its timer's: on a busy loop a timer runs early by the wall clock.
+            timer = loop.call_later(quiet_since + timeout - loop.time(), _release, waiter)
             try:
                 await waiter
             finally:
                 timer.cancel()
                 self._waiter = None
+            due = self._quiet_since == quiet_since  # else written to at once meanwhile: due later
         return None
 
     def _next(self) -> bytes:
