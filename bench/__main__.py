@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for step in fanout.run(context, name, _topic(context, "fanout", name), arguments.rates, source)
             ]
         if "latency" in arguments.scenarios:
-            print("latency: what the bridge adds to the producer pipeline's own, 1 and 1,000 subscribers", flush=True)
+            counts = ", ".join(f"{count:,}" for count in arguments.latency_subscribers)
+            print(f"latency: what the bridge adds to the producer pipeline's own, {counts} subscribers", flush=True)
             topic = _topic(context, "latency", "bridge")
             results["latency"] = [
                 asdict(step)

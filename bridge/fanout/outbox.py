@@ -90,7 +90,7 @@ class Subscriber:
         return self.limit - self._size
 
     def push(self, chunk: bytes) -> bool:
-        """Queue a live chunk; False, queuing nothing, if it does not fit."""
+        """Write a live chunk at once or queue it; False, doing neither, if it does not fit."""
         if self.reason is not None:
             return True
         waiter = self._waiter
