@@ -163,9 +163,15 @@ class Adoption:
                 callback()
 
 
+def scope_adoption(scope: Scope) -> Adoption | None:
+    """The request's Adoption, if its server offers one."""
+    adoption: Adoption | None = scope.get("extensions", {}).get(ADOPT)
+    return adoption
+
+
 def defer_to_adopted(scope: Scope, callback: Callable[[], object]) -> bool:
     """Call ``callback`` when the response's adopted rest ends, if the response handed one over; whether it did."""
-    adoption: Adoption | None = scope.get("extensions", {}).get(ADOPT)
+    adoption = scope_adoption(scope)
     return adoption is not None and adoption.defer(callback)
 
 

@@ -51,7 +51,7 @@ from starlette.types import Message, Receive, Scope, Send
 from bridge.fanout.channel import Resume
 from bridge.fanout.outbox import CloseReason, Cursor, Subscriber
 from bridge.fanout.views import View
-from bridge.http.protocol import ADOPT, CONNECTION_LOST, Adoption
+from bridge.http.protocol import CONNECTION_LOST, scope_adoption
 from bridge.http.stall import StallWatch, scope_abort, scope_unsent, scope_write
 from bridge.kafka.catchup import CatchUps, Since
 from bridge.wire import sse
@@ -94,9 +94,9 @@ class EventStream(Response):
         self.outbox_bytes = outbox_bytes
         self.heartbeat = heartbeat
         self.stalled_client_seconds = stalled_client_seconds
-        self._watch: StallWatch | None = None  # while the stream runs
         # What the stream holds once open (_open), let go of at its end (_end)
         self._subscriber: Subscriber
+        self._watch: StallWatch
         self._lost: asyncio.Future[None]
         self._expiry: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -106,7 +106,7 @@ class EventStream(Response):
         self.preamble = sse.format_retry(retry_ms) + sse.format_comment("kafka-sse-bridge")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = self._open(scope, receive)
+        self._open(scope, receive)
         try:
             # Through the framework's send: its middleware (CORS) sees the response start.
             await self._send(send, {"type": "http.response.start", "status": self.status_code, "headers": HEADERS})
@@ -116,15 +116,15 @@ class EventStream(Response):
             raise
         write = scope_write(scope)
         if write is not None:  # only now: nothing may be written before the response start
-            self._subscriber.write_now = self._counted(write, watch)
-        adoption: Adoption | None = scope.get("extensions", {}).get(ADOPT)
+            self._subscriber.write_now = self._counted(write)
+        adoption = scope_adoption(scope)
         if adoption is None:
             await self._run(scope_abort(scope), send)
         else:  # the rest with the server's send: every frame above this one unwinds (protocol.py)
             # Not the scope: the app's (the route, the request's exit stacks) would live on with it
             adoption.adopt(functools.partial(self._run, scope_abort(scope)))
 
-    def _open(self, scope: Scope, receive: Receive) -> StallWatch:
+    def _open(self, scope: Scope, receive: Receive) -> None:
         self._subscriber = subscriber = Subscriber(self.outbox_bytes)
         subscriber.push_backlog(self.notices)
         view, start = self.view, self.start
@@ -136,7 +136,7 @@ class EventStream(Response):
             task.add_done_callback(catching_up.discard)
 
         subscriber.catch_up = catch_up  # each time it falls behind further than the rings reach
-        self._watch = watch = StallWatch(self.stalled_client_seconds, scope_unsent(scope),
+        self._watch = StallWatch(self.stalled_client_seconds, scope_unsent(scope),
                                  functools.partial(subscriber.close, CloseReason.SLOW))  # fmt: skip
         resume: Resume | None = None
         if start is None:
@@ -156,7 +156,6 @@ class EventStream(Response):
             self._expiry = asyncio.get_running_loop().call_later(
                 self.expires_at - time.time(), subscriber.close, CloseReason.TOKEN_EXPIRED
             )
-        return watch
 
     async def _run(self, abort: Callable[[], None] | None, send: Send) -> None:
         subscriber, lost, view = self._subscriber, self._lost, self.view
@@ -190,8 +189,7 @@ class EventStream(Response):
         reason = subscriber.close(CloseReason.ERROR)
         if self._expiry is not None:
             self._expiry.cancel()
-        if self._watch is not None:
-            self._watch.stop()
+        self._watch.stop()
         self.view.unsubscribe(subscriber)
         listener = lost if isinstance(lost, asyncio.Task) else None  # the protocol's future is the connection's
         for task in (self._writer, listener, *self._catching_up):
@@ -214,9 +212,9 @@ class EventStream(Response):
             else:
                 stats.heartbeats += 1
 
-    def _counted(self, write: Callable[[bytes], bool], watch: StallWatch) -> Callable[[bytes], bool]:
+    def _counted(self, write: Callable[[bytes], bool]) -> Callable[[bytes], bool]:
         """``write``, its bytes counted as the writer's are."""
-        stats = self.stats
+        stats, watch = self.stats, self._watch
 
         def write_now(data: bytes) -> bool:
             if not write(data):
@@ -237,11 +235,9 @@ class EventStream(Response):
     async def _send(self, send: Send, message: Message) -> None:
         watch = self._watch
         try:
-            if watch is not None:
-                watch.before_send()
+            watch.before_send()
             await send(message)
-            if watch is not None:
-                watch.after_send(len(message.get("body", b"")))
+            watch.after_send(len(message.get("body", b"")))
         except BaseException:
             # An OSError, or the writer cancelled mid-send: the hub cut a slow client stuck on a full TCP window.
             self.stats.send_failures += 1
