@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.processes import PAGE_BYTES, create_topic
+from bench.processes import create_topic, rss_bytes
 from bridge.kafka.local import LocalKafka, free_port
 
 CONNECTIONS = 3_000
@@ -37,10 +37,6 @@ READY_SECONDS = 60.0
 OPEN_SECONDS = 120.0
 SETTLE_SECONDS = 2.0
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _rss() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE_BYTES
 
 
 def _group(filename: str) -> str:
@@ -74,12 +70,12 @@ def serve(bootstrap_servers: str, topic: str, port: int, trace: bool) -> None:
         while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
             gc.collect()
             if line == "mark":
-                before = _rss()
+                before = rss_bytes(os.getpid())
                 if trace:
                     tracemalloc.start()
                 print("marked", flush=True)
             elif line == "report":
-                report: dict[str, Any] = {"rss": _rss() - before}
+                report: dict[str, Any] = {"rss": rss_bytes(os.getpid()) - before}
                 if trace:
                     groups: Counter[str] = Counter()
                     for stat in tracemalloc.take_snapshot().statistics("filename"):
